@@ -1,0 +1,143 @@
+"""CUDA path for cupy arrays: the kernel contract of convcore/_kernels/__init__.py on the GPU.
+
+``conv2d`` and ``conv_transpose2d`` take the CPU kernels' arguments minus ``num_threads``, with cupy
+arrays, and run on the input's device and the current stream. The kernels (conv_kernels.cu/.cuh,
+shipped as package data) are compiled with NVRTC through ``cupy.RawModule`` on first use, once per
+(device, dtype); GEMMs go to cuBLAS through ``cupy.matmul``. Which kernels run is decided by the
+pure-Python plans of ``_plan.py``.
+
+cupy is optional and imported only inside the functions below, so ``import convcore`` never
+imports it.
+"""
+import functools
+import hashlib
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import _plan
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("conv_kernels.cuh", "conv_kernels.cu")
+KERNELS = ("im2col", "col2im", "col2im_subpixel", "conv_direct", "conv_transpose_direct",
+           "add_bias")
+REAL_T = {"f": "float", "d": "double"}
+# im2col/col2im scratch per call; batches are processed in chunks of images that fit.
+SCRATCH_BYTES = 256 << 20
+# Grid cap per SM for the grid-stride kernels: enough resident blocks to hide memory latency.
+BLOCKS_PER_SM = 32
+
+_lock = threading.Lock()
+_compiled = {}  # (device id, dtype char) -> {kernel name: cupy.RawKernel}
+_max_blocks = {}  # device id -> grid cap
+
+
+def kernel_source(real_t):
+    """The CUDA source compiled for one element type (``"float"`` or ``"double"``).
+
+    It includes conv_kernels.cuh (compile with ``-I SOURCE_DIR``). The digest of both files leads
+    the text because cupy's on-disk kernel cache is keyed by the source text, not by its headers.
+    """
+    digest = hashlib.sha256(b"".join((SOURCE_DIR / f).read_bytes() for f in SOURCES)).hexdigest()
+    body = (SOURCE_DIR / "conv_kernels.cu").read_text()
+    return f"// convcore kernels {digest}\n#define real_t {real_t}\n{body}"
+
+
+@functools.lru_cache(maxsize=None)
+def _probe():
+    """(usable, description), probed once. Never raises: a broken CUDA setup means 'unavailable'."""
+    try:
+        # cupy may warn at import (e.g. about CUDA_PATH); shown, but never turned into an error
+        # by a strict warnings filter, which would make the probe report "unavailable".
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            import cupy
+    except Exception as exc:  # ImportError, or a cupy whose CUDA libraries fail to load
+        return False, f"unavailable: cupy cannot be imported ({type(exc).__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count == 0:
+            return False, f"unavailable: cupy {cupy.__version__} sees no CUDA device"
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+    except Exception as exc:  # no driver, driver too old, no device: all CUDARuntimeError
+        return False, f"unavailable: cupy {cupy.__version__}, no usable CUDA device ({exc})"
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    device = f"device 0: {name} (sm_{props['major']}{props['minor']})"
+    try:
+        # cupy imports without NVRTC, but it cannot compile the kernels then
+        from cupy.cuda import nvrtc
+
+        nvrtc_version = ".".join(map(str, nvrtc.getVersion()))
+    except Exception as exc:
+        return False, (f"unavailable: cupy {cupy.__version__} sees {device} but cannot load NVRTC "
+                       f"({exc}); install a CUDA toolkit or 'cupy-cuda12x[ctk]'")
+    return True, f"cupy {cupy.__version__}, NVRTC {nvrtc_version}, {count} device(s), {device}"
+
+
+def available():
+    """True when cupy imports, a CUDA device is usable and NVRTC loads."""
+    return _probe()[0]
+
+
+def describe():
+    """One line for show_config: the cupy version and device, or why the GPU path is unavailable."""
+    return _probe()[1]
+
+
+def _kernels(dtype):
+    import cupy
+
+    key = (cupy.cuda.Device().id, np.dtype(dtype).char)
+    with _lock:
+        kernels = _compiled.get(key)
+        if kernels is None:
+            module = cupy.RawModule(code=kernel_source(REAL_T[key[1]]),
+                                    options=("-I" + str(SOURCE_DIR),))
+            kernels = {name: module.get_function(name) for name in KERNELS}
+            _compiled[key] = kernels
+    return kernels
+
+
+def _grid_cap():
+    import cupy
+
+    device = cupy.cuda.Device()
+    cap = _max_blocks.get(device.id)
+    if cap is None:
+        cap = _max_blocks[device.id] = device.attributes["MultiProcessorCount"] * BLOCKS_PER_SM
+    return cap
+
+
+def _execute(plan, x, w, bias, out):
+    import cupy
+
+    buffers = {"x": x, "w": w, "bias": bias, "out": out}
+    if plan.scratch:
+        buffers["col"] = cupy.empty(plan.scratch, dtype=x.dtype)
+    kernels = _kernels(x.dtype)
+
+    def launch(name, grid, block, args):
+        args = tuple(a if isinstance(a, cupy.ndarray) else np.int64(a) for a in args)
+        kernels[name]((grid,), (block,), args)
+
+    _plan.execute(plan, buffers, cupy, launch)
+
+
+def conv2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
+    """conv2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
+    with x.device:
+        plan = _plan.plan_conv2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw), (dh, dw),
+                                 groups, bias.size > 0, _grid_cap(),
+                                 SCRATCH_BYTES // x.itemsize)
+        _execute(plan, x, w, bias, out)
+
+
+def conv_transpose2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
+    """conv_transpose2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
+    with x.device:
+        plan = _plan.plan_conv_transpose2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw),
+                                           (dh, dw), groups, bias.size > 0, _grid_cap(),
+                                           SCRATCH_BYTES // x.itemsize)
+        _execute(plan, x, w, bias, out)

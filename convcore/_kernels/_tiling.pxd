@@ -1,0 +1,42 @@
+# Tile-size rules shared by the GEMM kernels. Every choice here depends on shapes only, never on
+# the thread count, so that results are bitwise identical for any num_threads.
+from libc.limits cimport INT_MAX
+
+# GEMMs below this many multiply-adds run single-threaded inside OpenBLAS anyway
+# (65536 * GEMM_MULTITHREAD_THRESHOLD), so tiny calls skip the BLAS thread limiter.
+cdef enum:
+    BLAS_SERIAL_MNK = 262144
+    MIN_TILE = 64          # pixels: below this the GEMM's N dimension starves the micro-kernel
+    WANT_ITEMS = 8         # work items to aim for, so small batches still feed every core
+    MACS_PER_THREAD = 1048576  # ~20 us of work: less does not pay for a thread team + BLAS limiter
+
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline Py_ssize_t tile_pixels(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t itemsize,
+                                   Py_ssize_t budget, Py_ssize_t planes) noexcept nogil:
+    """Pixels per tile: a (rows, tile) column block fits `budget` bytes, at least MIN_TILE
+    pixels, and an image is cut into enough tiles that `planes` (image, group) pairs give
+    about WANT_ITEMS work items."""
+    cdef Py_ssize_t p = budget // (rows * itemsize)
+    cdef Py_ssize_t spread = ceil_div(pixels, ceil_div(WANT_ITEMS, planes))
+    if spread < p:
+        p = spread
+    if p < MIN_TILE:
+        p = MIN_TILE
+    # BLAS takes int sizes; the column block must stay addressable by them
+    if p > INT_MAX // rows:
+        p = INT_MAX // rows
+    return p if p < pixels else pixels
+
+
+cdef inline int team_size(int num_threads, Py_ssize_t items, Py_ssize_t macs) noexcept nogil:
+    """Threads worth starting: no more than work items, and one per MACS_PER_THREAD of work."""
+    cdef Py_ssize_t nt = macs // MACS_PER_THREAD
+    if nt > items:
+        nt = items
+    if nt > num_threads:
+        nt = num_threads
+    return <int>nt if nt > 1 else 1

@@ -1,0 +1,155 @@
+"""conv2d by row-tiled im2col + one GEMM per tile (contract: convcore/_kernels/__init__.py).
+
+A work item is (image, group, tile of consecutive output pixels). Its im2col block
+(Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and one GEMM writes
+the (Cout/groups, tile) result straight into ``out``. 1x1 / stride 1 / no padding skips
+im2col: the input plane already is the column matrix.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from convcore._kernels._blas cimport gemm
+from convcore._kernels._openmp cimport omp_get_thread_num
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, team_size, tile_pixels
+
+from convcore._threads import blas_single_threaded
+
+cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
+
+
+def set_tile_bytes(Py_ssize_t nbytes):
+    """Column-buffer budget per thread (for tests of tiling invariance); returns the old one."""
+    global _tile_bytes
+    old = _tile_bytes
+    _tile_bytes = max(nbytes, 1)
+    return old
+
+
+cdef void im2col(const floating* xg, Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd,
+                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow_n,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t p0, Py_ssize_t p1,
+                 floating* col) noexcept nogil:
+    """col[(ci, i, j), p - p0] = x[ci, oh*sh - ph + i*dh, ow*sw - pw + j*dw] for p = oh*OW + ow."""
+    cdef Py_ssize_t ci, i, j, p, oh, ow0, ow1, iy, off, lo, hi, ow
+    cdef const floating* src
+    cdef floating* dst = col
+    for ci in range(cig):
+        for i in range(kh):
+            for j in range(kw):
+                off = j * dw - pw
+                # output columns whose tap j reads inside the row: 0 <= ow*sw + off < wd
+                lo = (-off + sw - 1) // sw if off < 0 else 0
+                hi = (wd - off + sw - 1) // sw if wd > off else 0
+                p = p0
+                while p < p1:
+                    oh = p // ow_n
+                    ow0 = p - oh * ow_n
+                    ow1 = ow_n if ow_n - ow0 < p1 - p else ow0 + (p1 - p)
+                    iy = oh * sh - ph + i * dh
+                    if iy < 0 or iy >= h or hi <= ow0 or lo >= ow1:
+                        memset(dst, 0, (ow1 - ow0) * sizeof(floating))
+                    else:
+                        src = xg + (ci * h + iy) * wd + off
+                        for ow in range(ow0, lo):
+                            dst[ow - ow0] = 0
+                        if sw == 1:
+                            memcpy(dst + (lo if lo > ow0 else ow0) - ow0,
+                                   src + (lo if lo > ow0 else ow0),
+                                   ((hi if hi < ow1 else ow1) - (lo if lo > ow0 else ow0)) * sizeof(floating))
+                        else:
+                            for ow in range(lo if lo > ow0 else ow0, hi if hi < ow1 else ow1):
+                                dst[ow - ow0] = src[ow * sw]
+                        for ow in range(hi, ow1):
+                            dst[ow - ow0] = 0
+                    dst += ow1 - ow0
+                    p = ow1 - ow0 + p
+
+
+cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
+                     floating* out, Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
+                     Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                     Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads) except -1:
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups
+    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
+    cdef bint direct = (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                        and oh_n == h and ow_n == wd)
+    if ohw > INT_MAX or hw > INT_MAX or k > INT_MAX:
+        raise ValueError("conv2d: an image plane or kernel exceeds the BLAS index range (2**31 - 1)")
+    cdef Py_ssize_t tile = tile_pixels(ohw, k, sizeof(floating), _tile_bytes, n * groups)
+    cdef Py_ssize_t ntiles = (ohw + tile - 1) // tile
+    cdef Py_ssize_t items = n * groups * ntiles
+    cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
+    cdef Py_ssize_t col_len = 0 if direct else k * tile
+    cdef floating* cols = NULL
+    if col_len:
+        cols = <floating*>malloc(nt * col_len * sizeof(floating))
+        if cols == NULL:
+            raise MemoryError()
+    try:
+        if nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
+            with blas_single_threaded():
+                conv2d_items(x, w, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
+                             cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+        else:
+            conv2d_items(x, w, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
+                         cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+    finally:
+        free(cols)
+    return 0
+
+
+cdef void conv2d_items(const floating* x, const floating* w, const floating* bias, bint has_bias,
+                       floating* out, floating* cols, Py_ssize_t col_len, bint direct,
+                       Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t tile,
+                       Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups
+    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
+    cdef Py_ssize_t item, img, g, p0, p, co, ng, q
+    cdef int tid, ldb
+    cdef floating* col
+    cdef floating* dst
+    cdef floating b
+    cdef const floating* src
+    tid = 0  # thread-private inside the region; initialised so the compiler sees a value
+    with nogil, parallel(num_threads=nt):
+        tid = omp_get_thread_num()
+        for item in prange(items, schedule="dynamic"):
+            ng = item // ntiles
+            img = ng // groups
+            g = ng - img * groups
+            p0 = (item - ng * ntiles) * tile
+            p = min(tile, ohw - p0)
+            dst = out + (img * cout + g * cog) * ohw + p0
+            src = x + (img * cin + g * cig) * hw
+            if direct:
+                src = src + p0
+                ldb = <int>hw
+            else:
+                col = cols + tid * col_len
+                im2col(src, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, col)
+                src = col
+                ldb = <int>p
+            if has_bias:
+                for co in range(cog):
+                    b = bias[g * cog + co]
+                    for q in range(p):
+                        dst[co * ohw + q] = b
+            gemm(False, False, <int>cog, <int>p, <int>k, <floating>1, w + g * cog * k, <int>k,
+                 src, ldb, <floating>(1 if has_bias else 0), dst, <int>ohw)
+
+
+def conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+           const floating[::1] bias, floating[:, :, :, ::1] out,
+           int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
+    conv2d_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
+                x.shape[3], w.shape[0], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
+                sh, sw, ph, pw, dh, dw, groups, num_threads)

@@ -1,0 +1,150 @@
+"""conv_transpose2d by GEMM + col2im (contract: convcore/_kernels/__init__.py).
+
+A work item is (image, group, block of output channels); it owns those output planes, so
+no two threads ever write the same element. It walks the input in tiles of consecutive
+pixels: one GEMM gives the columns (co, kh, kw) x tile = W_g[:, block]^T X_g[:, tile] in the
+thread's buffer, and col2im adds them into the planes, tile after tile in a fixed order.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport malloc, free
+
+from convcore._kernels._blas cimport gemm
+from convcore._kernels._openmp cimport omp_get_thread_num
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, team_size, tile_pixels
+
+from convcore._threads import blas_single_threaded
+
+cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
+
+
+def set_tile_bytes(Py_ssize_t nbytes):
+    """Column-buffer budget per thread (for tests of tiling invariance); returns the old one."""
+    global _tile_bytes
+    old = _tile_bytes
+    _tile_bytes = max(nbytes, 1)
+    return old
+
+
+cdef void col2im(const floating* col, Py_ssize_t nco, Py_ssize_t kh, Py_ssize_t kw,
+                 Py_ssize_t wd, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t p0, Py_ssize_t p1,
+                 floating* outg) noexcept nogil:
+    """out[co, ih*sh - ph + i*dh, iw*sw - pw + j*dw] += col[(co, i, j), p - p0] for p = ih*W + iw."""
+    cdef Py_ssize_t co, i, j, p, ih, iw0, iw1, oy, off, lo, hi, iw
+    cdef Py_ssize_t ohw = oh_n * ow_n
+    cdef const floating* src = col
+    cdef floating* dst
+    for co in range(nco):
+        for i in range(kh):
+            for j in range(kw):
+                off = j * dw - pw
+                # input columns whose tap j lands inside the row: 0 <= iw*sw + off < OW
+                lo = (-off + sw - 1) // sw if off < 0 else 0
+                hi = (ow_n - off + sw - 1) // sw if ow_n > off else 0
+                p = p0
+                while p < p1:
+                    ih = p // wd
+                    iw0 = p - ih * wd
+                    iw1 = wd if wd - iw0 < p1 - p else iw0 + (p1 - p)
+                    oy = ih * sh - ph + i * dh
+                    if 0 <= oy < oh_n:
+                        dst = outg + co * ohw + oy * ow_n + off
+                        for iw in range(lo if lo > iw0 else iw0, hi if hi < iw1 else iw1):
+                            dst[iw * sw] += src[iw - iw0]
+                    src += iw1 - iw0
+                    p = iw1 - iw0 + p
+
+
+cdef int conv_transpose2d_impl(const floating* x, const floating* w, const floating* bias,
+                               bint has_bias, floating* out, Py_ssize_t n, Py_ssize_t cin,
+                               Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout, Py_ssize_t kh,
+                               Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                               Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                               int num_threads) except -1:
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, kk = kh * kw
+    cdef Py_ssize_t hw = h * wd
+    if hw > INT_MAX or cog * kk > INT_MAX or cig > INT_MAX:
+        raise ValueError("conv_transpose2d: an image plane or kernel exceeds the BLAS index range (2**31 - 1)")
+    # Output-channel blocks: whole groups when the batch alone gives enough work items,
+    # otherwise split, but keep at least ~64 GEMM rows per block.
+    cdef Py_ssize_t cob = max(ceil_div(cog, ceil_div(WANT_ITEMS, n * groups)), ceil_div(64, kk))
+    if cob > cog:
+        cob = cog
+    cdef Py_ssize_t nblocks = ceil_div(cog, cob)
+    # tiles run one after another inside a work item, so only the buffer budget sizes them
+    cdef Py_ssize_t tile = tile_pixels(hw, cob * kk, sizeof(floating), _tile_bytes, WANT_ITEMS)
+    cdef Py_ssize_t items = n * groups * nblocks
+    cdef int nt = team_size(num_threads, items, n * cin * hw * cog * kk)
+    cdef Py_ssize_t col_len = cob * kk * tile
+    cdef floating* cols = <floating*>malloc(nt * col_len * sizeof(floating))
+    if cols == NULL:
+        raise MemoryError()
+    try:
+        if nt > 1 or cob * kk * tile * cig >= BLAS_SERIAL_MNK:
+            with blas_single_threaded():
+                conv_transpose2d_items(x, w, bias, has_bias, out, cols, col_len, items, nblocks,
+                                       cob, tile, cin, h, wd, cout, kh, kw, oh_n, ow_n,
+                                       sh, sw, ph, pw, dh, dw, groups, nt)
+        else:
+            conv_transpose2d_items(x, w, bias, has_bias, out, cols, col_len, items, nblocks,
+                                   cob, tile, cin, h, wd, cout, kh, kw, oh_n, ow_n,
+                                   sh, sw, ph, pw, dh, dw, groups, nt)
+    finally:
+        free(cols)
+    return 0
+
+
+cdef void conv_transpose2d_items(const floating* x, const floating* w, const floating* bias,
+                                 bint has_bias, floating* out, floating* cols, Py_ssize_t col_len,
+                                 Py_ssize_t items, Py_ssize_t nblocks, Py_ssize_t cob,
+                                 Py_ssize_t tile, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
+                                 Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw,
+                                 Py_ssize_t oh_n, Py_ssize_t ow_n,
+                                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, kk = kh * kw
+    cdef Py_ssize_t hw = h * wd, ohw = oh_n * ow_n
+    cdef Py_ssize_t item, img, g, ng, co0, nco, p0, p, q, co
+    cdef int tid
+    cdef floating* col
+    cdef floating* dst
+    cdef floating b
+    cdef const floating* src
+    tid = 0  # thread-private inside the region; initialised so the compiler sees a value
+    with nogil, parallel(num_threads=nt):
+        tid = omp_get_thread_num()
+        for item in prange(items, schedule="dynamic"):
+            col = cols + tid * col_len
+            ng = item // nblocks
+            img = ng // groups
+            g = ng - img * groups
+            co0 = (item - ng * nblocks) * cob
+            nco = min(cob, cog - co0)
+            dst = out + (img * cout + g * cog + co0) * ohw
+            for co in range(nco):
+                b = bias[g * cog + co0 + co] if has_bias else 0
+                for q in range(ohw):
+                    dst[co * ohw + q] = b
+            src = x + (img * cin + g * cig) * hw
+            p0 = 0
+            while p0 < hw:
+                p = min(tile, hw - p0)
+                # columns = (W_g[:, co0:co0+nco] as (cig, nco*kk))^T @ X_g[:, p0:p0+p]
+                gemm(True, False, <int>(nco * kk), <int>p, <int>cig, <floating>1,
+                     w + (g * cig * cog + co0) * kk, <int>(cog * kk), src + p0, <int>hw,
+                     <floating>0, col, <int>p)
+                col2im(col, nco, kh, kw, wd, oh_n, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, dst)
+                p0 = p0 + p
+
+
+def conv_transpose2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                     const floating[::1] bias, floating[:, :, :, ::1] out,
+                     int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
+    conv_transpose2d_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                          bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1],
+                          x.shape[2], x.shape[3], out.shape[1], w.shape[2], w.shape[3],
+                          out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups, num_threads)
