@@ -4,6 +4,7 @@ Environment switches:
   CONVCORE_REQUIRE_OPENMP=1   fail the build instead of falling back to a serial build
   CONVCORE_DEBUG=1            boundscheck/wraparound on in every kernel (for tests)
   CONVCORE_SANITIZE=address,undefined   compile and link with -fsanitize=...
+  CONVCORE_PORTABLE=1         no -march=native (for wheels that must run on other CPUs)
 """
 import os
 import shutil
@@ -50,9 +51,26 @@ def openmp_works(compiler="cc"):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def compiler_accepts(flag, compiler="cc"):
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        subprocess.run([compiler, flag, src, "-o", os.path.join(tmp, "probe")], check=True, capture_output=True)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_flags():
     compile_args = ["-O3"]
     link_args = []
+    # A source build runs where it was built: let the direct loops use the CPU's vector width.
+    if os.environ.get("CONVCORE_PORTABLE") != "1" and compiler_accepts("-march=native", os.environ.get("CC", "cc")):
+        compile_args.append("-march=native")
     if openmp_works(os.environ.get("CC", "cc")):
         compile_args += OPENMP_FLAGS
         link_args += OPENMP_FLAGS

@@ -19,12 +19,12 @@ def as_int(value, name, fn):
     return int(value)
 
 
-def as_tuple(value, n, name, fn):
-    """An int, or a list/tuple of 1 or ``n`` ints, as a tuple of ``n`` Python ints."""
-    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+def as_ints(value, name, fn):
+    """An int or a list/tuple of ints, as a tuple of Python ints (length checked by ``expand``)."""
+    if type(value) is tuple and all(type(v) is int for v in value):
         return value  # the common case, checked cheaply
     if _is_int(value):
-        return (int(value),) * n
+        return (int(value),)
     if not isinstance(value, (tuple, list)):
         raise TypeError(
             f"{fn}(): argument '{name}' must be an int or a tuple of ints, not {type(value).__name__}"
@@ -35,25 +35,35 @@ def as_tuple(value, n, name, fn):
                 f"{fn}(): argument '{name}' must be an int or a tuple of ints, "
                 f"but found element of type {type(item).__name__}"
             )
-    if len(value) == 1:
-        return (int(value[0]),) * n
-    if len(value) != n:
-        raise ValueError(
-            f"expected {name} to be a single integer value or a list of {n} values to match the "
-            f"convolution dimensions, but got {name}={[int(v) for v in value]}"
-        )
     return tuple(int(v) for v in value)
 
 
-def as_padding(value, n, fn, allow_strings):
-    """A padding tuple, or one of PADDING_STRINGS when ``allow_strings``."""
+def expand(values, n, name):
+    """libtorch's expand_param_if_needed: 1 value is repeated, ``n`` values are kept."""
+    if len(values) == n:
+        return values
+    if len(values) == 1:
+        return values * n
+    raise ValueError(
+        f"expected {name} to be a single integer value or a list of {n} values to match the "
+        f"convolution dimensions, but got {name}={list(values)}"
+    )
+
+
+def as_tuple(value, n, name, fn):
+    """An int, or a list/tuple of 1 or ``n`` ints, as a tuple of ``n`` Python ints."""
+    return expand(as_ints(value, name, fn), n, name)
+
+
+def as_padding(value, fn, allow_strings):
+    """A tuple of ints (length checked by ``expand``), or one of PADDING_STRINGS when ``allow_strings``."""
     if isinstance(value, str):
         if not allow_strings:
             raise TypeError(f"{fn}(): argument 'padding' must be tuple of ints, not str")
         if value not in PADDING_STRINGS:
             raise ValueError(f"Invalid padding string: '{value}'")
         return value
-    return as_tuple(value, n, "padding", fn)
+    return as_ints(value, "padding", fn)
 
 
 def as_padding_mode(value, fn):

@@ -46,6 +46,12 @@ def result_dtype(dtypes, names, fn):
 
 def as_operands(input, weight, bias, fn):
     """(x, w, b, xp) with validated dtypes; ``b`` is None when there is no bias."""
+    nd = np.ndarray
+    if type(input) is nd and type(weight) is nd and (bias is None or type(bias) is nd):
+        # the common case, decided without conversions
+        dtype = input.dtype
+        if dtype in FLOAT_DTYPES and weight.dtype == dtype and (bias is None or bias.dtype == dtype):
+            return input, weight, bias, np
     xp = np
     if is_cupy(input):
         import cupy as xp  # only reached by cupy users

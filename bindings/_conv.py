@@ -3,13 +3,16 @@
 Every check uses torch's rule, in libtorch's order, with libtorch's wording (so that the R layer
 can pass messages through). 1-D calls become 2-D calls with a height of 1 before they reach a kernel.
 """
+import functools
+import os
+
 import numpy as np
 
 from convcore import _shapes
 from convcore._threads import get_num_threads
 
 from . import _args
-from ._arrays import as_operands
+from ._arrays import as_operands, is_cupy
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 _cpu_kernels = None
@@ -105,10 +108,16 @@ def _check_kernel_and_dilation(kernel, dilation, transposed):
         raise ValueError(f"dilation should be greater than zero, but got {got}")
 
 
-def _pad_explicitly(x, pads, mode, xp, unbatched):
-    """Pad with reflect/replicate/circular (torch's F.pad rules) so the kernel sees zero padding."""
+def _pad_explicitly(x, pads, mode, xp, unbatched, fn):
+    """F.pad(x, pads, mode) with torch's rules and messages: negative padding crops, then
+    reflect/replicate/circular padding is added, so the kernel sees no padding."""
     nd = len(pads)
-    shape = x.shape[1:] if unbatched else x.shape
+    shape = list(x.shape[1:] if unbatched else x.shape)
+    if mode != "circular" and 0 in x.shape[1:]:
+        raise ValueError(
+            f"Expected {nd + 1}D or {nd + 2}D (batch mode) tensor with possibly 0 batch size and other "
+            f"non-zero dimensions for input, but got: {shape}"
+        )
     for d in reversed(range(nd)):  # F.pad checks the last dimension first
         before, after = pads[d]
         size = x.shape[2 + d]
@@ -116,19 +125,51 @@ def _pad_explicitly(x, pads, mode, xp, unbatched):
             raise ValueError(
                 f"Argument #{4 + 2 * (nd - 1 - d)}: Padding size should be less than the corresponding "
                 f"input dimension, but got: padding ({before}, {after}) at dimension "
-                f"{len(shape) - nd + d} of input {list(shape)}"
+                f"{len(shape) - nd + d} of input {shape}"
             )
         if mode == "circular" and (before > size or after > size):
             raise ValueError("Padding value causes wrapping around more than once.")
-    width = ((0, 0), (0, 0)) + tuple(pads)
+    crop = tuple(slice(-min(p0, 0), x.shape[2 + d] + min(p1, 0)) for d, (p0, p1) in enumerate(pads))
+    x = x[(slice(None), slice(None)) + crop]
+    if 0 in x.shape[2:]:
+        raise ValueError(f"{fn}(): padding {[p for p, _ in pads]} crops the input to size {list(x.shape)}")
+    width = ((0, 0), (0, 0)) + tuple((max(p0, 0), max(p1, 0)) for p0, p1 in pads)
+    size = 1
+    for n, (p0, p1) in zip(x.shape, width):
+        size *= n + p0 + p1
+    _check_size(size * x.dtype.itemsize, "padded input", fn)
     return xp.pad(x, width, mode=_NUMPY_PAD_MODE[mode])
 
 
-def _to_kernel_layout(x, w, out, nd):
-    """1-D operands (…, L) as 2-D views (…, 1, L)."""
-    if nd == 1:
-        return tuple(a.reshape(a.shape[:2] + (1,) + a.shape[2:]) for a in (x, w, out))
-    return x, w, out
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+_MEMORY_LIMIT = min(_physical_memory(), 2**63)
+
+
+def _check_size(nbytes, what, fn):
+    """Refuse, before allocating, what no machine (or not this one) could hold: with memory
+    overcommit a huge np.empty "succeeds" and the kernel's first writes kill the process."""
+    if nbytes > _MEMORY_LIMIT:
+        raise MemoryError(
+            f"{fn}(): the {what} would need {nbytes} bytes, more than this machine's {_MEMORY_LIMIT} bytes of memory"
+        )
+
+
+def _empty(xp, shape, dtype, fn):
+    """The output array; impossible sizes raise MemoryError naming the output, before allocating."""
+    size = 1
+    for n in shape:
+        size *= n
+    _check_size(size * dtype.itemsize, f"output of size {list(shape)}", fn)
+    try:
+        return xp.empty(shape, dtype=dtype)
+    except (ValueError, MemoryError) as exc:  # numpy's "array is too big" / failed allocation
+        raise MemoryError(f"{fn}(): cannot allocate the output of size {list(shape)}: {exc}") from None
 
 
 def _pair(values, neutral):
@@ -136,16 +177,41 @@ def _pair(values, neutral):
     return (neutral, values[0]) if len(values) == 1 else values
 
 
+def _as_2d(a, nd):
+    """A 1-D operand (…, L) as the 2-D view (…, 1, L) the kernels take."""
+    return a.reshape(a.shape[:2] + (1,) + a.shape[2:]) if nd == 1 else a
+
+
+def _on_input_device(op):
+    """Run a cupy call on its input's device, so that output and scratch are allocated there."""
+
+    @functools.wraps(op)
+    def wrapper(input, *args):
+        if type(input) is np.ndarray or not is_cupy(input):
+            return op(input, *args)
+        with input.device:
+            return op(input, *args)
+
+    return wrapper
+
+
+@_on_input_device
 def convolution(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, fn):
     x, w, b, xp = as_operands(input, weight, bias, fn)
     x, unbatched = _batched(x, nd, fn)
-    stride = _args.as_tuple(stride, nd, "stride", fn)
-    dilation = _args.as_tuple(dilation, nd, "dilation", fn)
-    padding = _args.as_padding(padding, nd, fn, allow_strings=True)
+    # argument types first (torch's parser), then groups, then lengths (expand_param_if_needed)
+    stride = _args.as_ints(stride, "stride", fn)
+    padding = _args.as_padding(padding, fn, allow_strings=True)
+    dilation = _args.as_ints(dilation, "dilation", fn)
     groups = _args.as_int(groups, "groups", fn)
-    padding_mode = _args.as_padding_mode(padding_mode, fn)
+    if padding_mode != "zeros":
+        padding_mode = _args.as_padding_mode(padding_mode, fn)
     _check_weight_ndim(w, nd, fn, "(out_channels, in_channels/groups, *kernel_size)")
     _check_groups(groups)
+    stride = _args.expand(stride, nd, "stride")
+    if not isinstance(padding, str):
+        padding = _args.expand(padding, nd, "padding")
+    dilation = _args.expand(dilation, nd, "dilation")
     kernel = w.shape[2:]
 
     if padding == "same":
@@ -156,6 +222,10 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         pads = [(0, 0)] * nd
     else:
         pads = [(p, p) for p in padding]
+    if padding_mode != "zeros" and any(p != (0, 0) for p in pads):
+        # as torch.nn.ConvNd: F.pad first (its rules and errors), then a conv without padding
+        x = _pad_explicitly(x, pads, padding_mode, xp, unbatched, fn)
+        pads = [(0, 0)] * nd
     _check_signs([p for pair in pads for p in pair], (0,), stride, dilation)
     _check_weight_groups(w, groups)
     n_out = w.shape[0]
@@ -166,9 +236,6 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
             f"but got {x.shape[1]} channels instead"
         )
     _check_bias(b, n_out, w, transposed=False)
-    if padding_mode != "zeros" and any(p != (0, 0) for p in pads):
-        x = _pad_explicitly(x, pads, padding_mode, xp, unbatched)
-        pads = [(0, 0)] * nd
     padded = [s + p0 + p1 for s, (p0, p1) in zip(x.shape[2:], pads)]
     dilated = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     if any(p < k for p, k in zip(padded, dilated)):
@@ -178,29 +245,35 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         )
     _check_spatial(x)
     _check_kernel_and_dilation(kernel, dilation, transposed=False)
-    out_sizes = [
+    out_sizes = tuple(
         _shapes.conv_out_size(s, k, st, p0, p1, d)
         for s, k, st, (p0, p1), d in zip(x.shape[2:], kernel, stride, pads, dilation)
-    ]
+    )
     if x.shape[1] == 0:  # torch returns an empty result with no channels (bias dropped)
-        out = xp.empty((x.shape[0], 0, *out_sizes), dtype=x.dtype)
+        out = _empty(xp, (x.shape[0], 0) + out_sizes, x.dtype, fn)
     else:
-        out = xp.empty((x.shape[0], n_out, *out_sizes), dtype=x.dtype)
+        out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
         if out.size:
-            _run(xp, "conv", x, w, b, out, stride, [p0 for p0, _ in pads], dilation, groups, nd)
+            _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
+                 _pair(dilation, 1), groups)
     return out[0] if unbatched else out
 
 
+@_on_input_device
 def conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, fn):
     x, w, b, xp = as_operands(input, weight, bias, fn)
     x, unbatched = _batched(x, nd, fn)
-    stride = _args.as_tuple(stride, nd, "stride", fn)
-    padding = _args.as_padding(padding, nd, fn, allow_strings=False)
-    output_padding = _args.as_tuple(output_padding, nd, "output_padding", fn)
-    dilation = _args.as_tuple(dilation, nd, "dilation", fn)
+    stride = _args.as_ints(stride, "stride", fn)
+    padding = _args.as_padding(padding, fn, allow_strings=False)
+    output_padding = _args.as_ints(output_padding, "output_padding", fn)
     groups = _args.as_int(groups, "groups", fn)
+    dilation = _args.as_ints(dilation, "dilation", fn)
     _check_weight_ndim(w, nd, fn, "(in_channels, out_channels/groups, *kernel_size)")
     _check_groups(groups)
+    stride = _args.expand(stride, nd, "stride")
+    padding = _args.expand(padding, nd, "padding")
+    dilation = _args.expand(dilation, nd, "dilation")
+    output_padding = _args.expand(output_padding, nd, "output_padding")
     kernel = w.shape[2:]
 
     _check_signs(padding, output_padding, stride, dilation)
@@ -216,41 +289,41 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
     if w.shape[1] == 0:
         raise ValueError(f"non-empty 2D or 4D weight tensor expected, but got: {list(w.shape)}")
     _check_kernel_and_dilation(kernel, dilation, transposed=True)
-    op2, st2, dl2 = _pair(output_padding, 0), _pair(stride, 1), _pair(dilation, 1)
-    if any(op >= s and op >= d for op, s, d in zip(op2, st2, dl2)):
+    # libtorch checks the rest in 2-D form, also for 1-D calls
+    st2, pd2, dl2, op2 = _pair(stride, 1), _pair(padding, 0), _pair(dilation, 1), _pair(output_padding, 0)
+    if (op2[0] >= st2[0] and op2[0] >= dl2[0]) or (op2[1] >= st2[1] and op2[1] >= dl2[1]):
         raise ValueError(
             "output padding must be smaller than either stride or dilation, but got "
             f"output_padding_height: {op2[0]} output_padding_width: {op2[1]} "
             f"stride_height: {st2[0]} stride_width: {st2[1]} "
             f"dilation_height: {dl2[0]} dilation_width: {dl2[1]}"
         )
-    out_sizes = [
+    out_sizes = tuple(
         _shapes.conv_transpose_out_size(s, k, st, p, op, d)
         for s, k, st, p, op, d in zip(x.shape[2:], kernel, stride, padding, output_padding, dilation)
-    ]
+    )
     # torch lets an empty batch through with an empty (but not a negative) output size
     if min(out_sizes) < (0 if x.shape[0] == 0 else 1):
-        in2, out2 = _pair(x.shape[2:], 1), _pair(out_sizes, 1)
         raise ValueError(
-            f"Given input size per channel: {_args.size_str(in2)}. Calculated output size per "
-            f"channel: {_args.size_str(out2)}. Output size is too small"
+            f"Given input size per channel: {_args.size_str(_pair(x.shape[2:], 1))}. Calculated output "
+            f"size per channel: {_args.size_str(_pair(out_sizes, 1))}. Output size is too small"
         )
-    out = xp.empty((x.shape[0], n_out, *out_sizes), dtype=x.dtype)
+    out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
     if out.size:
-        _run(xp, "conv_transpose", x, w, b, out, stride, padding, dilation, groups, nd)
+        _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups)
     return out[0] if unbatched else out
 
 
-def _run(xp, op, x, w, b, out, stride, pad_begin, dilation, groups, nd):
+def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups):
     """Hand contiguous 2-D-layout operands to the backend kernel, which fills ``out``."""
     conv2d, conv_transpose2d, num_threads = _backend(xp)
-    x = xp.ascontiguousarray(x)
-    w = xp.ascontiguousarray(w)
+    x = _as_2d(xp.ascontiguousarray(x), nd)
+    w = _as_2d(xp.ascontiguousarray(w), nd)
     b = xp.empty(0, dtype=x.dtype) if b is None else xp.ascontiguousarray(b)
-    x4, w4, out4 = _to_kernel_layout(x, w, out, nd)
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride, 1), _pair(pad_begin, 0), _pair(dilation, 1)
-    kernel = conv2d if op == "conv" else conv_transpose2d
+    kernel = conv_transpose2d if transposed else conv2d
+    args = (x, w, b, _as_2d(out, nd), stride[0], stride[1], pad_begin[0], pad_begin[1],
+            dilation[0], dilation[1], groups)
     if num_threads is None:
-        kernel(x4, w4, b, out4, sh, sw, ph, pw, dh, dw, groups)
+        kernel(*args)
     else:
-        kernel(x4, w4, b, out4, sh, sw, ph, pw, dh, dw, groups, num_threads)
+        kernel(*args, num_threads)

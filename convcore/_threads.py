@@ -26,10 +26,17 @@ def _default_threads():
     return _usable_cores()
 
 
-def openmp_enabled():
-    from convcore._kernels._config import openmp_enabled as enabled
+_openmp = None
+_default = None
 
-    return bool(enabled())
+
+def openmp_enabled():
+    global _openmp
+    if _openmp is None:
+        from convcore._kernels._config import openmp_enabled as enabled
+
+        _openmp = bool(enabled())
+    return _openmp
 
 
 def set_num_threads(n):
@@ -44,10 +51,13 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Number of threads convcore's kernels will use."""
-    if not openmp_enabled():
-        return 1
-    return _requested if _requested is not None else _default_threads()
+    """Number of threads convcore's kernels will use (the default is read once per process)."""
+    global _default
+    if _requested is not None:
+        return _requested if openmp_enabled() else 1
+    if _default is None:
+        _default = _default_threads() if openmp_enabled() else 1
+    return _default
 
 
 def _blas_controller():

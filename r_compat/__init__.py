@@ -56,6 +56,13 @@ R torch's behaviour reproduced here, quirks included (each one is tested):
 * nn_conv2d with padding_mode reflect/replicate/circular pads with ``nnf_pad`` (at::pad's
   checks and texts) and convolves with padding 0; ``"same"``/``"valid"`` work with "zeros".
 
+Not reproduced: R torch's random values (see above); tensors other than float32/float64 (R
+integers and logicals become float32 tensors, where R torch would make int64/bool ones); autograd
+and tensor arithmetic (the light tensor only carries data between the calls above). Error texts
+come from libtorch's sources as checked against PyTorch and the recorded fixtures; R torch's
+exact text for a non-numeric argument passed where libtorch takes integers is taken to be
+"Can't convert argument:<name>" (recorded for ``pad``).
+
 Python side: :func:`crosscheck` compares a recorded R torch case (or, with ``live=True``, the
 real R package ``torch`` when installed) with r_compat; :func:`nn_conv_transpose2d` and the
 other functions below give the same R API to Python code with numpy arrays (see _pyview.py).

@@ -24,14 +24,17 @@ SOURCES = ("conv_kernels.cuh", "conv_kernels.cu")
 KERNELS = ("im2col", "col2im", "col2im_subpixel", "conv_direct", "conv_transpose_direct",
            "add_bias")
 REAL_T = {"f": "float", "d": "double"}
-# im2col/col2im scratch per call; batches are processed in chunks of images that fit.
-SCRATCH_BYTES = 256 << 20
+# Scratch for the im2col/col2im columns of one call: 1/16 of the device memory, at least 256 MiB;
+# batches run in chunks of images that fit. Fixed per device, so a given call always takes the
+# same path and chunking (and gives the same bits).
+SCRATCH_FRACTION = 16
+MIN_SCRATCH_BYTES = 256 << 20
 # Grid cap per SM for the grid-stride kernels: enough resident blocks to hide memory latency.
 BLOCKS_PER_SM = 32
 
 _lock = threading.Lock()
 _compiled = {}  # (device id, dtype char) -> {kernel name: cupy.RawKernel}
-_max_blocks = {}  # device id -> grid cap
+_limits = {}  # device id -> (grid cap in blocks, scratch budget in bytes)
 
 
 def kernel_source(real_t):
@@ -100,14 +103,17 @@ def _kernels(dtype):
     return kernels
 
 
-def _grid_cap():
+def device_limits():
+    """(grid cap in blocks, scratch budget in bytes) of the current device."""
     import cupy
 
     device = cupy.cuda.Device()
-    cap = _max_blocks.get(device.id)
-    if cap is None:
-        cap = _max_blocks[device.id] = device.attributes["MultiProcessorCount"] * BLOCKS_PER_SM
-    return cap
+    limits = _limits.get(device.id)
+    if limits is None:
+        grid_cap = device.attributes["MultiProcessorCount"] * BLOCKS_PER_SM
+        scratch = max(MIN_SCRATCH_BYTES, device.mem_info[1] // SCRATCH_FRACTION)
+        limits = _limits[device.id] = (grid_cap, scratch)
+    return limits
 
 
 def _execute(plan, x, w, bias, out):
@@ -128,16 +134,17 @@ def _execute(plan, x, w, bias, out):
 def conv2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
     """conv2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
     with x.device:
+        grid_cap, scratch = device_limits()
         plan = _plan.plan_conv2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw), (dh, dw),
-                                 groups, bias.size > 0, _grid_cap(),
-                                 SCRATCH_BYTES // x.itemsize)
+                                 groups, bias.size > 0, grid_cap, scratch // x.itemsize)
         _execute(plan, x, w, bias, out)
 
 
 def conv_transpose2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
     """conv_transpose2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
     with x.device:
+        grid_cap, scratch = device_limits()
         plan = _plan.plan_conv_transpose2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw),
-                                           (dh, dw), groups, bias.size > 0, _grid_cap(),
-                                           SCRATCH_BYTES // x.itemsize)
+                                           (dh, dw), groups, bias.size > 0, grid_cap,
+                                           scratch // x.itemsize)
         _execute(plan, x, w, bias, out)

@@ -63,7 +63,8 @@ def _kernel(name, total, max_blocks, *args):
 
 
 def _images_per_chunk(per_image, n, scratch_budget):
-    # At least one image per chunk even when one image alone exceeds the budget.
+    # Forced paths (tests) take one image per chunk even beyond the budget; the automatic choice
+    # never plans an image whose scratch exceeds it.
     return max(1, min(n, scratch_budget // per_image))
 
 
@@ -111,7 +112,11 @@ def plan_conv2d(x_shape, w_shape, out_shape, stride, pad, dilation, groups, has_
     oh, ow = out_shape[2:]
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
     cog = c_out // groups
-    path = path or conv2d_paths(x_shape, w_shape, out_shape, stride, pad, groups)[0]
+    per_image = c_in * kh * kw * oh * ow
+    if path is None:
+        path = conv2d_paths(x_shape, w_shape, out_shape, stride, pad, groups)[0]
+        if path == "im2col_gemm" and per_image > scratch_budget:
+            path = "direct"  # slower, but needs no scratch: one image's columns would not fit
     bias_step = (_kernel("add_bias", n * c_out * oh * ow, max_blocks, Ref("out"), Ref("bias"),
                          c_out, oh * ow),) if has_bias else ()
     if path == "direct":
@@ -126,7 +131,6 @@ def plan_conv2d(x_shape, w_shape, out_shape, stride, pad, dilation, groups, has_
     if path != "im2col_gemm":
         raise ValueError(f"unknown conv2d path {path!r}")
     k = cig * kh * kw
-    per_image = c_in * kh * kw * oh * ow
     nb = _images_per_chunk(per_image, n, scratch_budget)
     steps = []
     for n0 in range(0, n, nb):
@@ -147,8 +151,12 @@ def plan_conv_transpose2d(x_shape, w_shape, out_shape, stride, pad, dilation, gr
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
     cig = c_in // groups
     c_out = cog * groups
-    path = path or conv_transpose2d_paths(x_shape, w_shape, out_shape, stride, pad, dilation,
-                                          groups)[0]
+    per_image = c_out * kh * kw * h * wd
+    if path is None:
+        path = conv_transpose2d_paths(x_shape, w_shape, out_shape, stride, pad, dilation,
+                                      groups)[0]
+        if path.startswith("gemm_col2im") and per_image > scratch_budget:
+            path = "direct"  # slower, but needs no scratch: one image's columns would not fit
     if path == "direct":
         step = _kernel("conv_transpose_direct", n * c_out * oh * ow, max_blocks, Ref("x"),
                        Ref("w"), Ref("bias"), Ref("out"), c_in, h, wd, c_out, kh, kw, oh, ow,
@@ -166,7 +174,6 @@ def plan_conv_transpose2d(x_shape, w_shape, out_shape, stride, pad, dilation, gr
     if path not in ("gemm_col2im", "gemm_col2im_subpixel"):
         raise ValueError(f"unknown conv_transpose2d path {path!r}")
     rows = cog * kh * kw
-    per_image = c_out * kh * kw * h * wd
     nb = _images_per_chunk(per_image, n, scratch_budget)
     steps = []
     for n0 in range(0, n, nb):
