@@ -96,9 +96,13 @@ def _check_spatial(x):
         )
 
 
-def _check_kernel_and_dilation(kernel, dilation, transposed):
-    """The backends' late checks, in 2-D form also for 1-D calls."""
+def _check_kernel_and_dilation(kernel, dilation, transposed, x):
+    """The backends' late checks, in 2-D form also for 1-D calls. torch's backend for empty
+    inputs skips them (the kernel-size check only when there are no input channels)."""
     k2, d2 = _pair(kernel, 1), _pair(dilation, 1)
+    if x.size == 0:
+        if x.shape[1] == 0 or min(k2) > 0:
+            return
     if min(k2) <= 0:
         raise ValueError(
             f"kernel size should be greater than zero, but got kernel_height: {k2[0]} kernel_width: {k2[1]}"
@@ -244,7 +248,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
             f"Kernel size: {_args.size_str(dilated)}. Kernel size can't be greater than actual input size"
         )
     _check_spatial(x)
-    _check_kernel_and_dilation(kernel, dilation, transposed=False)
+    _check_kernel_and_dilation(kernel, dilation, False, x)
     out_sizes = tuple(
         _shapes.conv_out_size(s, k, st, p0, p1, d)
         for s, k, st, (p0, p1), d in zip(x.shape[2:], kernel, stride, pads, dilation)
@@ -288,7 +292,7 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
     _check_spatial(x)
     if w.shape[1] == 0:
         raise ValueError(f"non-empty 2D or 4D weight tensor expected, but got: {list(w.shape)}")
-    _check_kernel_and_dilation(kernel, dilation, transposed=True)
+    _check_kernel_and_dilation(kernel, dilation, True, x)
     # libtorch checks the rest in 2-D form, also for 1-D calls
     st2, pd2, dl2, op2 = _pair(stride, 1), _pair(padding, 0), _pair(dilation, 1), _pair(output_padding, 0)
     if (op2[0] >= st2[0] and op2[0] >= dl2[0]) or (op2[1] >= st2[1] and op2[1] >= dl2[1]):
