@@ -241,7 +241,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         )
     _check_bias(b, n_out, w, transposed=False)
     padded = [s + p0 + p1 for s, (p0, p1) in zip(x.shape[2:], pads)]
-    dilated = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    dilated = [_shapes.dilated_kernel(k, d) for k, d in zip(kernel, dilation)]
     if any(p < k for p, k in zip(padded, dilated)):
         raise ValueError(
             f"Calculated padded input size per channel: {_args.size_str(padded)}. "

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from convcore import _shapes
+
 from . import _args, functional
 from ._arrays import FLOAT_DTYPES, is_cupy
 
@@ -181,7 +183,7 @@ class _ConvTranspose(_ConvNd):
             )
         sizes = [_args.as_int(s, "output_size", name) for s in output_size]
         in_sizes = np.shape(input)[ndim - nd:]
-        mins = [(i - 1) * s - 2 * p + d * (k - 1) + 1
+        mins = [_shapes.conv_transpose_out_size(i, k, s, p, 0, d)
                 for i, s, p, d, k in zip(in_sizes, stride, padding, dilation, self.kernel_size)]
         maxs = [m + s - 1 for m, s in zip(mins, stride)]
         if any(o < lo or o > hi for o, lo, hi in zip(sizes, mins, maxs)):

@@ -6,7 +6,7 @@ All functions work per spatial dimension on plain Python ints (no overflow).
 
 def conv_out_size(in_size, kernel, stride, pad_begin, pad_end, dilation):
     """Length of a convolution output along one dimension (may be <= 0 for invalid calls)."""
-    return (in_size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+    return (in_size + pad_begin + pad_end - dilated_kernel(kernel, dilation)) // stride + 1
 
 
 def conv_transpose_out_size(in_size, kernel, stride, padding, output_padding, dilation):
@@ -20,6 +20,6 @@ def same_padding(kernel, dilation):
     return total // 2, total - total // 2
 
 
-def conv_transpose_output_padding_for(output_size, in_size, kernel, stride, padding, dilation):
-    """output_padding that makes a transposed conv produce ``output_size`` (range-checked by the caller)."""
-    return output_size - conv_transpose_out_size(in_size, kernel, stride, padding, 0, dilation)
+def dilated_kernel(kernel, dilation):
+    """Extent of a dilated kernel: the smallest (padded) input it fits."""
+    return dilation * (kernel - 1) + 1
