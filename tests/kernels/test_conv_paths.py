@@ -1,0 +1,226 @@
+"""Every conv2d dispatcher path against tests/reference.py, and the paths against each other.
+
+The dispatcher (convcore._kernels.conv._path_for) picks "direct", "gemm" or "im2col" from shapes;
+each test asserts the path it means to exercise, so a changed rule cannot silently skip a path.
+"""
+import numpy as np
+import pytest
+from reference import conv2d_ref
+
+from convcore._kernels import conv
+from convcore._kernels.conv_direct import conv2d_direct
+
+DTYPES = [np.float64, np.float32]
+
+
+def out_size(i, k, s, p, d):
+    return (i + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def tolerance(dtype, k):
+    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
+
+
+def make(rng, spec, dtype, bias=True):
+    x_shape, w_shape = spec[0], spec[1]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else np.empty(0, dtype)
+    return x, w, b
+
+
+def path_of(spec):
+    x, w, out_hw, stride, pad, dilation, groups = spec
+    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups)
+
+
+def call(kernel, spec, x, w, b, num_threads=2, prefill=np.nan):
+    _, _, out_hw, stride, pad, dilation, groups = spec
+    out = np.full((x.shape[0], w.shape[0], *out_hw), prefill, x.dtype)
+    kernel(x, w, b, out, *stride, *pad, *dilation, groups, num_threads)
+    return out
+
+
+def check(spec, dtype, rng, bias=True, num_threads=2):
+    x, w, b = make(rng, spec, dtype, bias)
+    out = call(conv.conv2d, spec, x, w, b, num_threads)
+    _, _, out_hw, stride, pad, dilation, groups = spec
+    expected = conv2d_ref(x, w, b if b.size else None, out_hw, stride, pad, dilation, groups)
+    scale = max(1.0, np.abs(expected).max(initial=0))
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * scale)
+    return x, w, b, out
+
+
+def random_spec(rng, path):
+    """A random configuration that the dispatcher sends down `path` (None: retry)."""
+    groups = int(rng.choice([1, 2, 3, 5]))
+    n = int(rng.integers(1, 4))
+    if path == "direct":
+        cog = int(rng.integers(1, 4))
+        cig = int(rng.choice([1, 1, 2, 3, 8]))
+    else:
+        cog = int(rng.integers(4, 9))
+        cig = int(rng.integers(1, 6))
+    one_d = rng.random() < 0.2
+    h = 1 if one_d else int(rng.integers(1, 14))
+    wd = int(rng.integers(1, 30))
+    if path == "gemm":
+        kh = kw = sh = sw = dh = dw = 1
+        ph = pw = 0
+        oh, ow = h, wd
+    else:
+        kh = 1 if one_d else int(rng.integers(1, 6))
+        kw = int(rng.integers(1, 8))
+        # half the direct cases unstrided, to reach 3 channels per group there too
+        if path == "direct" and rng.random() < 0.5:
+            sh = sw = 1
+        else:
+            sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
+        dh, dw = (int(v) for v in rng.integers(1, 4, size=2))
+        ph = 0 if one_d else int(rng.integers(0, 5))
+        pw = int(rng.integers(0, 5))
+        # extra end padding (asymmetric, as 'same' produces) grows the output
+        oh = out_size(h + int(rng.integers(0, 3)), kh, sh, ph, dh)
+        ow = out_size(wd + int(rng.integers(0, 3)), kw, sw, pw, dw)
+        if oh < 1 or ow < 1:
+            return None
+    spec = ((n, groups * cig, h, wd), (groups * cog, cig, kh, kw), (oh, ow), (sh, sw), (ph, pw), (dh, dw), groups)
+    return spec if path_of(spec) == path else None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", ["direct", "gemm", "im2col"])
+@pytest.mark.parametrize("seed", range(60))
+def test_random_configs_per_path(seed, path, dtype):
+    rng = np.random.default_rng(seed)
+    spec = None
+    while spec is None:
+        spec = random_spec(rng, path)
+    check(spec, dtype, rng, bias=seed % 3 != 0, num_threads=1 + seed % 2)
+
+
+EDGE_CASES = {
+    # name: ((x, w, out_hw, stride, pad, dilation, groups), path)
+    "depthwise 3x3 pad 1": (((2, 8, 12, 11), (8, 1, 3, 3), (12, 11), (1, 1), (1, 1), (1, 1), 8), "direct"),
+    "depthwise strided": (((2, 6, 13, 17), (6, 1, 3, 3), (7, 9), (2, 2), (1, 1), (1, 1), 6), "direct"),
+    "depthwise stride > kernel": (((1, 4, 17, 19), (4, 1, 2, 3), (4, 4), (5, 5), (1, 1), (1, 1), 4), "direct"),
+    "depthwise 7x7 dilated": (((1, 3, 20, 21), (3, 1, 7, 7), (14, 15), (1, 1), (3, 3), (2, 2), 3), "direct"),
+    "channel multiplier 2": (((2, 4, 9, 10), (8, 1, 5, 5), (9, 10), (1, 1), (2, 2), (1, 1), 4), "direct"),
+    "few channels per group": (((1, 12, 8, 9), (6, 4, 3, 3), (8, 9), (1, 1), (1, 1), (1, 1), 3), "direct"),
+    "one output map, many inputs": (((2, 40, 7, 8), (1, 40, 3, 3), (5, 6), (1, 1), (0, 0), (1, 1), 1), "direct"),
+    "padding >= kernel": (((1, 2, 3, 4), (2, 1, 2, 2), (8, 9), (1, 1), (3, 3), (1, 1), 2), "direct"),
+    "kernel == padded input": (((1, 3, 4, 5), (3, 1, 6, 7), (1, 1), (1, 1), (1, 1), (1, 1), 3), "direct"),
+    "asymmetric end padding": (((1, 3, 6, 6), (3, 1, 3, 3), (7, 8), (1, 1), (1, 1), (1, 1), 3), "direct"),
+    "H = 1": (((3, 4, 1, 50), (4, 1, 1, 5), (1, 25), (1, 2), (0, 2), (1, 3), 4), "direct"),
+    "N = 1, wide rows, column tiles": (((1, 2, 3, 2500), (2, 1, 3, 3), (3, 2500), (1, 1), (1, 1), (1, 1), 2), "direct"),
+    "tall planes, row tiles, row stride": (((1, 2, 300, 40), (2, 1, 4, 3), (99, 40), (3, 1), (2, 1), (1, 1), 2),
+                                           "direct"),
+    "1x1 depthwise strided": (((2, 3, 9, 9), (3, 1, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 3), "im2col"),
+    "multiplier 3 strided": (((2, 3, 9, 9), (9, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "im2col"),
+    "multiplier 2 strided": (((2, 3, 9, 9), (6, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "direct"),
+    "multiplier 3 dilated": (((2, 3, 9, 9), (9, 1, 3, 3), (9, 9), (1, 1), (2, 2), (2, 2), 3), "direct"),
+    "1x1 plain": (((2, 16, 5, 7), (12, 16, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 1), "gemm"),
+    "1x1 grouped": (((2, 16, 5, 7), (12, 8, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 2), "gemm"),
+    "1x1 strided (gather + GEMM)": (((2, 8, 9, 9), (8, 8, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 1), "im2col"),
+    "1x1 padded": (((1, 8, 4, 4), (8, 8, 1, 1), (6, 6), (1, 1), (1, 1), (1, 1), 1), "im2col"),
+    "1x1 end padding only": (((1, 8, 4, 4), (8, 8, 1, 1), (5, 4), (1, 1), (0, 0), (1, 1), 1), "im2col"),
+    "general padding >= kernel": (((1, 4, 3, 3), (8, 4, 2, 2), (8, 8), (1, 1), (3, 3), (1, 1), 1), "im2col"),
+    "general stride > kernel": (((2, 4, 11, 13), (8, 4, 2, 2), (3, 3), (4, 5), (0, 1), (1, 1), 1), "im2col"),
+    "odd seed shape, smaller": (((2, 16, 10, 20), (33, 16, 3, 5), (5, 20), (2, 1), (4, 2), (3, 1), 1), "im2col"),
+    "huge dilation leaves direct": (((1, 2, 5, 300), (2, 1, 1, 2), (1, 40), (1, 1), (0, 0), (1, 260), 2), "im2col"),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", EDGE_CASES)
+def test_edge_cases(name, dtype):
+    spec, path = EDGE_CASES[name]
+    assert path_of(spec) == path
+    check(spec, dtype, np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["depthwise 3x3 pad 1", "few channels per group", "tall planes, row tiles, row stride",
+                                  "N = 1, wide rows, column tiles", "channel multiplier 2"])
+def test_direct_agrees_with_im2col(name, dtype):
+    """The direct path and the general path compute the same sums up to rounding."""
+    spec, _ = EDGE_CASES[name]
+    x, w, b = make(np.random.default_rng(4), spec, dtype)
+    direct = call(conv.conv2d, spec, x, w, b)
+    # cog > DIRECT_MAX_COG sends the same per-channel work down im2col: repeat each weight 4 times
+    w4 = np.repeat(w, 4, axis=0)
+    general_spec = (spec[0], w4.shape, *spec[2:])
+    assert path_of(general_spec) == "im2col"
+    general = call(conv.conv2d, general_spec, x, w4, np.repeat(b, 4))[:, ::4]
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(direct, general, rtol=0, atol=tolerance(dtype, k) * np.abs(general).max())
+
+
+THREADED = {
+    # big enough (> 2**21 multiply-adds) that every path starts a thread team
+    "direct": ((3, 32, 40, 40), (32, 1, 3, 3), (40, 40), (1, 1), (1, 1), (1, 1), 32),
+    "direct strided": ((2, 16, 61, 67), (32, 1, 5, 5), (30, 33), (2, 2), (2, 2), (1, 1), 16),
+    "gemm": ((2, 64, 40, 40), (64, 64, 1, 1), (40, 40), (1, 1), (0, 0), (1, 1), 1),
+    "im2col": ((3, 32, 24, 24), (48, 16, 3, 3), (22, 22), (1, 1), (1, 1), (2, 2), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", THREADED)
+def test_same_bits_for_any_thread_count(name, dtype):
+    spec = THREADED[name]
+    assert path_of(spec) == name.split()[0]
+    x, w, b = make(np.random.default_rng(5), spec, dtype)
+    outs = [call(conv.conv2d, spec, x, w, b, num_threads=t) for t in (1, 2, 3, 4)]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+@pytest.mark.parametrize("prefill", [np.nan, np.inf, 7.0])
+@pytest.mark.parametrize("name", THREADED)
+def test_out_fully_overwritten(name, prefill):
+    """Whatever `out` held beforehand is gone, with and without bias."""
+    spec = THREADED[name]
+    rng = np.random.default_rng(6)
+    for bias in (True, False):
+        x, w, b = make(rng, spec, np.float32, bias)
+        out = call(conv.conv2d, spec, x, w, b, prefill=prefill)
+        assert np.isfinite(out).all()
+        np.testing.assert_array_equal(out, call(conv.conv2d, spec, x, w, b, prefill=0.0))
+
+
+@pytest.mark.parametrize("path", ["direct", "gemm", "im2col"])
+def test_nan_and_inf_propagate(path):
+    """No shortcut skips zero weights or zero inputs: 0 * NaN and 0 * Inf stay NaN."""
+    spec = next(s for s, p in EDGE_CASES.values() if p == path)
+    x, w, b = make(np.random.default_rng(8), spec, np.float64)
+    x[0, 0, 0, 0] = np.nan
+    x[-1, -1, -1, -1] = np.inf
+    w[:] = 0  # zero weights times NaN/Inf inputs
+    out = call(conv.conv2d, spec, x, w, b)
+    expected = conv2d_ref(x, w, b, *spec[2:])
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out).any()
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["direct", "im2col"])
+def test_inf_weight_times_padding_is_nan(path):
+    """Padding is read as stored zeros on every path, so 0 * Inf in the border gives NaN."""
+    spec = next(s for s, p in EDGE_CASES.values() if p == path and s[4] != (0, 0))
+    x, w, b = make(np.random.default_rng(9), spec, np.float64)
+    w[0, 0, 0, 0] = np.inf
+    out = call(conv.conv2d, spec, x, w, b)
+    expected = conv2d_ref(x, w, b, *spec[2:])
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
+    assert np.isnan(out).any()
+
+
+def test_direct_entry_point_matches_dispatcher():
+    """conv_direct.conv2d_direct is what the dispatcher calls for "direct" shapes."""
+    spec, _ = EDGE_CASES["depthwise strided"]
+    x, w, b = make(np.random.default_rng(10), spec, np.float32)
+    np.testing.assert_array_equal(call(conv2d_direct, spec, x, w, b), call(conv.conv2d, spec, x, w, b))
