@@ -81,7 +81,8 @@ def build_flags():
     sanitize = os.environ.get("CONVCORE_SANITIZE")
     if sanitize:
         flag = f"-fsanitize={sanitize}"
-        compile_args += [flag, "-fno-omit-frame-pointer", "-g", "-O1"]
+        # -fno-wrapv undoes CPython's -fwrapv, which would hide signed overflow from UBSan
+        compile_args += [flag, "-fno-omit-frame-pointer", "-g", "-O1", "-fno-wrapv"]
         link_args += [flag]
     return compile_args, link_args
 

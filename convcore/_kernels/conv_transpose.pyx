@@ -1,6 +1,21 @@
-"""conv_transpose2d by GEMM + col2im (contract: convcore/_kernels/__init__.py).
+"""conv_transpose2d: the dispatcher, and the general path GEMM + col2im.
 
-A work item is (image, group, block of output channels); it owns those output planes, so
+Contract: convcore/_kernels/__init__.py. ``conv_transpose2d`` picks one algorithm from the shapes
+alone (never from num_threads, so every thread count gives the same bits); ``_path_for`` names it:
+
+``"direct"``    at most DIRECT_MAX_CHANNELS channels per group in and out (depthwise): direct
+                vectorised loops, no GEMM (conv_transpose_direct)
+``"stride1"``   stride 1: one "full" correlation with the flipped kernel, im2col tile + GEMM
+                straight into place (conv_transpose_subpixel)
+``"subpixel"``  stride > 1 (dilation 1 on that axis): one dense correlation per output phase,
+                GEMM per tile, each output written once (conv_transpose_subpixel)
+``"col2im"``    stride and dilation > 1 on one axis, weights too large to repack per call, or
+                GEMM sizes beyond BLAS ints: below
+
+The direct and sub-pixel kernels handle any stride and dilation (_transpose_phases.pxd); the
+rules above only pick the fastest.
+
+General path: a work item is (image, group, block of output channels); it owns those output planes, so
 no two threads ever write the same element. It walks the input in tiles of consecutive
 pixels: one GEMM gives the columns (co, kh, kw) x tile = W_g[:, block]^T X_g[:, tile] in the
 thread's buffer, and col2im adds them into the planes, tile after tile in a fixed order.
@@ -15,6 +30,12 @@ from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, team_size, tile_pixels
 
 from convcore._threads import blas_single_threaded
+from convcore._kernels.conv_transpose_direct import conv_transpose2d_direct
+from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
+
+DIRECT_MAX_CHANNELS = 4  # per group, in and out: below this a GEMM has nothing to chew on
+# the sub-pixel kernel repacks the weights once per call; beyond this col2im reads them in place
+PACKED_WEIGHTS_MAX_BYTES = 32 * 1024 * 1024
 
 cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
 
@@ -141,10 +162,40 @@ cdef void conv_transpose2d_items(const floating* x, const floating* w, const flo
                 p0 = p0 + p
 
 
-def conv_transpose2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                     const floating[::1] bias, floating[:, :, :, ::1] out,
-                     int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
+def _col2im(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+            const floating[::1] bias, floating[:, :, :, ::1] out,
+            int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
     conv_transpose2d_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
                           bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1],
                           x.shape[2], x.shape[3], out.shape[1], w.shape[2], w.shape[3],
                           out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups, num_threads)
+
+
+def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t itemsize):
+    """Name of the algorithm conv_transpose2d takes for these shapes (see the module docstring)."""
+    cdef Py_ssize_t cin = x_shape[1], h = x_shape[2], wd = x_shape[3]
+    cdef Py_ssize_t cig = cin // groups, cog = w_shape[1], kh = w_shape[2], kw = w_shape[3]
+    cdef Py_ssize_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1]
+    if cig <= DIRECT_MAX_CHANNELS and cog <= DIRECT_MAX_CHANNELS:
+        return "direct"
+    # stride with dilation on one axis leaves most phases without taps and the others with narrow
+    # GEMMs (measured slower than col2im, e.g. 64 -> 64 channels in 4 groups, 3x3 s2 d2)
+    if (sh > 1 and dh > 1) or (sw > 1 and dw > 1):
+        return "col2im"
+    # GEMM sizes of the sub-pixel kernel must fit BLAS ints: rows <= cog*sh*sw, depth <= cig*kh*kw
+    if (cin * cog * kh * kw * itemsize > PACKED_WEIGHTS_MAX_BYTES or cog * sh * sw > INT_MAX
+            or cig * kh * kw > INT_MAX or h * wd > INT_MAX):
+        return "col2im"
+    return "stride1" if sh == 1 and sw == 1 else "subpixel"
+
+
+def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, int dw, int groups,
+                     int num_threads):
+    path = _path_for(x.shape, w.shape, (sh, sw), (dh, dw), groups, x.itemsize)
+    if path == "direct":
+        kernel = conv_transpose2d_direct
+    elif path == "col2im":
+        kernel = _col2im
+    else:
+        kernel = conv_transpose2d_subpixel
+    kernel(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, num_threads)

@@ -1,0 +1,422 @@
+"""conv_transpose2d as dense correlations per output phase: im2col tile + GEMM, no col2im.
+
+Contract: convcore/_kernels/__init__.py; the phase algebra: _transpose_phases.pxd. Stride 1 is
+one phase, a "full" correlation with the flipped kernel and swapped channels. Stride s > 1 splits
+the output into s_h*s_w phases (sub-pixel decomposition): each is a dense correlation of the input
+with a sub-kernel (dilated by d/gcd(s, d) when d > 1), so there is no zero insertion and no
+scatter-add.
+
+Phases of one class pair share an im2col block: their packed weights are stacked into one
+(members*C_out/g, C_in/g*taps) matrix, so one GEMM per tile gives all of them. When a class reads
+the input unshifted with one tap (kernel == stride, a 1x1 kernel) the input plane is the column
+matrix and there is no im2col at all. A permuted write adds the bias and puts every result in
+its strided output position; each output element is written exactly once (phases without taps
+get the bias).
+
+A work item is (group, tile of consecutive pixels of the phase grid (image, qy, qx)). Tiles span
+images when an image has few pixels per phase, so small images still make wide GEMMs. Tile
+sizes depend on shapes only: the same bits for any thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport malloc, free
+
+from convcore._kernels._blas cimport gemm
+from convcore._kernels._openmp cimport omp_get_thread_num
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_TILE, WANT_ITEMS, ceil_div, team_size
+from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
+
+from convcore._threads import blas_single_threaded
+
+# column block + GEMM results per thread: a quarter of L2, so that they and the output lines
+# they fill stay cached (measured best for shallow GEMMs such as 16 -> 33 channels, 3x3 s2)
+cdef Py_ssize_t _tile_bytes = 256 * 1024
+
+cdef enum:
+    DEEP_K = 256  # GEMMs at least this deep are compute-bound (DCGAN-like layers): make them ...
+    WIDE_N = 512  # ... this many pixels wide, so that BLAS repacks the weights less often
+
+
+def set_tile_bytes(Py_ssize_t nbytes):
+    """Scratch budget per thread (for tests of tiling invariance); returns the old one."""
+    global _tile_bytes
+    old = _tile_bytes
+    _tile_bytes = max(nbytes, 1)
+    return old
+
+
+cdef struct Geometry:
+    Py_ssize_t n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, cig, cog
+    Py_ssize_t qym, qxm      # phase grid: the largest class of each axis
+    Py_ssize_t npairs        # class pairs (cy, cx), cy major
+    bint has_bias
+
+
+cdef inline bint pair_direct(const Axis* ay, const Axis* ax, Py_ssize_t cy, Py_ssize_t cx,
+                             const Geometry* ge) noexcept nogil:
+    """One tap, no shift, and the phase grid is the input grid: the input is the column matrix."""
+    return (ay.taps[cy] == 1 and ax.taps[cx] == 1 and ay.base[cy] == 0 and ax.base[cx] == 0
+            and ay.q[cy] == ge.h and ax.q[cx] == ge.wd and ge.qym == ge.h and ge.qxm == ge.wd)
+
+
+cdef enum:
+    PACK_CI = 16  # input channels per packing task: the packed rows they fill stay in L2
+
+
+cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis* ax,
+                     const Py_ssize_t* woff, const Geometry* ge, Py_ssize_t g,
+                     Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
+    (members*cog, cig*Ty*Tx) matrix: row (member, co), column (ci, ty, tx), value
+    w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx]."""
+    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt
+    cdef Py_ssize_t mem, co, co0, co1, ci, ty, tx, k0, cb, dy = ay.ks * ge.kw, dx = ax.ks
+    cdef floating* base
+    cdef floating* dst
+    cdef const floating* src
+    # blocks of PACK_CI x PACK_CI (ci, co): their weights stay in L1 while every phase takes its taps
+    for cb in range(ceil_div(ge.cog, PACK_CI)):
+        co0 = cb * PACK_CI
+        co1 = min(co0 + PACK_CI, ge.cog)
+        for pr in range(ge.npairs):
+            cy = pr // ax.ncls
+            cx = pr - cy * ax.ncls
+            ty_n = ay.taps[cy]
+            tx_n = ax.taps[cx]
+            tt = ty_n * tx_n
+            nmx = ax.first[cx + 1] - ax.first[cx]
+            nmem = (ay.first[cy + 1] - ay.first[cy]) * nmx
+            kdim = ge.cig * tt
+            m = nmem * ge.cog
+            for mem in range(nmem):
+                k0 = ay.k0[ay.first[cy] + mem // nmx] * ge.kw + ax.k0[ax.first[cx] + mem % nmx]
+                base = wp + woff[pr] + (g * m + mem * ge.cog) * kdim
+                for ci in range(c0, c1):
+                    for co in range(co0, co1):
+                        src = w + ((g * ge.cig + ci) * ge.cog + co) * kk + k0
+                        dst = base + co * kdim + ci * tt
+                        for ty in range(ty_n):
+                            for tx in range(tx_n):
+                                dst[ty * tx_n + tx] = src[ty * dy + tx * dx]
+
+
+cdef Py_ssize_t segments(const Axis* ay, Py_ssize_t cy, const Geometry* ge, Py_ssize_t v0,
+                         Py_ssize_t v1, Py_ssize_t* seg) noexcept nogil:
+    """Row segments of grid tile v0..v1-1 inside y class cy: seg[4*i:4*i+4] = (img, qy, qx0, qx1);
+    returns their count. Each x class clips qx1 to its own length. Computed once per item, so
+    that the column and output loops run without divisions."""
+    cdef Py_ssize_t v = v0, ns = 0, row, img, qx0, qx1
+    while v < v1:
+        row = v // ge.qxm
+        qx0 = v - row * ge.qxm
+        qx1 = ge.qxm if ge.qxm - qx0 < v1 - v else qx0 + (v1 - v)
+        v = v + (qx1 - qx0)
+        img = row // ge.qym
+        if row - img * ge.qym < ay.q[cy]:
+            seg[4 * ns] = img
+            seg[4 * ns + 1] = row - img * ge.qym
+            seg[4 * ns + 2] = qx0
+            seg[4 * ns + 3] = qx1
+            ns += 1
+    return ns
+
+
+cdef inline Py_ssize_t clipped(const Py_ssize_t* seg, Py_ssize_t qx_n) noexcept nogil:
+    """Pixels of segment seg inside an x class of qx_n positions."""
+    cdef Py_ssize_t e = seg[3] if seg[3] < qx_n else qx_n
+    return e - seg[2] if e > seg[2] else 0
+
+
+cdef void im2col(const floating* x, const Axis* ay, const Axis* ax, Py_ssize_t cy,
+                 Py_ssize_t cx, const Geometry* ge, Py_ssize_t g, const Py_ssize_t* seg,
+                 Py_ssize_t ns, floating* col) noexcept nogil:
+    """col[(ci, ty, tx), j] = x[img, g*cig + ci, qy + by - ty*ddy, qx + bx - tx*ddx] (0 outside)
+    for the pixels j = (img, qy, qx) of the segments inside class pair (cy, cx); each column row
+    is written front to back."""
+    cdef Py_ssize_t ci, ty, tx, i, img, qy, qx, qx0, e, iy, offx, a, b, qx_n = ax.q[cx]
+    cdef floating* d = col
+    cdef const floating* sx
+    for ci in range(ge.cig):
+        for ty in range(ay.taps[cy]):
+            for tx in range(ax.taps[cx]):
+                offx = ax.base[cx] - tx * ax.dd
+                for i in range(ns):
+                    img = seg[4 * i]
+                    qy = seg[4 * i + 1]
+                    qx0 = seg[4 * i + 2]
+                    e = seg[4 * i + 3] if seg[4 * i + 3] < qx_n else qx_n
+                    if qx0 >= e:
+                        continue
+                    iy = qy + ay.base[cy] - ty * ay.dd
+                    # qx whose input column lies inside the row: a <= qx < b
+                    a = -offx if -offx > qx0 else qx0
+                    b = ge.wd - offx if ge.wd - offx < e else e
+                    d = d - qx0
+                    if iy < 0 or iy >= ge.h or a >= b:
+                        for qx in range(qx0, e):
+                            d[qx] = 0
+                    else:
+                        sx = x + ((img * ge.cin + g * ge.cig + ci) * ge.h + iy) * ge.wd + offx
+                        for qx in range(qx0, a):
+                            d[qx] = 0
+                        for qx in range(a, b):
+                            d[qx] = sx[qx]
+                        for qx in range(b, e):
+                            d[qx] = 0
+                    d = d + e
+
+
+cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* nps,
+                    Py_ssize_t* js, const floating** srcs, Py_ssize_t* ph, Py_ssize_t* ends,
+                    const floating* bias, floating* out, const Axis* ay, const Axis* ax,
+                    Py_ssize_t cy, const Geometry* ge, Py_ssize_t g, const Py_ssize_t* seg,
+                    Py_ssize_t ns) noexcept nogil:
+    """out[img, g*cog + co, ay + qy*sh, ax + qx*sw] = c[(member, co), j] + bias for the pixels
+    j = (img, qy, qx) of the segments, where c is x class cx's GEMM result (cbufs + cx*c_len,
+    rows nps[cx] long), or the bias alone for a class without taps. Every x phase of an output
+    row is written before the next row; srcs, ph, ends: room for the stride_w x phases."""
+    cdef Py_ssize_t fy = ay.first[cy], nmy = ay.first[cy + 1] - ay.first[cy]
+    cdef Py_ssize_t i, img, qy, qx0, e, my, mi, nmx, co, qx, oy, cx, k, sw = ge.sw
+    cdef floating b
+    cdef floating* row
+    cdef floating* dst
+    cdef floating* d1
+    cdef const floating* src
+    cdef const floating* s1
+    for cx in range(ax.ncls):
+        js[cx] = 0
+    for i in range(ns):
+        img = seg[4 * i]
+        qy = seg[4 * i + 1]
+        qx0 = seg[4 * i + 2]
+        for my in range(nmy):
+            oy = ay.phase[fy + my] + qy * ge.sh
+            for co in range(ge.cog):
+                b = bias[g * ge.cog + co] if ge.has_bias else 0
+                row = out + ((img * ge.cout + g * ge.cog + co) * ge.oh_n + oy) * ge.ow_n
+                k = 0
+                for cx in range(ax.ncls):
+                    nmx = ax.first[cx + 1] - ax.first[cx]
+                    for mi in range(nmx):
+                        # phase k: its results (NULL: bias only), output column and end
+                        srcs[k] = NULL
+                        if ay.taps[cy] and ax.taps[cx]:
+                            srcs[k] = (cbufs + cx * c_len + ((my * nmx + mi) * ge.cog + co) * nps[cx]
+                                       + js[cx] - qx0)
+                        ph[k] = ax.phase[ax.first[cx] + mi]
+                        ends[k] = qx0 + clipped(seg + 4 * i, ax.q[cx])
+                        k += 1
+                if sw == 2 and k == 2 and srcs[0] != NULL and srcs[1] != NULL:
+                    # both phases of stride 2 interleaved: the row is stored front to back
+                    e = ends[0] if ends[0] < ends[1] else ends[1]
+                    dst = row + ph[0]
+                    d1 = row + ph[1]
+                    src = srcs[0]
+                    s1 = srcs[1]
+                    for qx in range(qx0, e):
+                        dst[2 * qx] = src[qx] + b
+                        d1[2 * qx] = s1[qx] + b
+                    for k in range(2):
+                        if ends[k] > e:
+                            row[2 * e + ph[k]] = srcs[k][e] + b
+                    continue
+                for k in range(k):
+                    dst = row + ph[k]
+                    src = srcs[k]
+                    if src == NULL:
+                        for qx in range(qx0, ends[k]):
+                            dst[qx * sw] = b
+                    elif sw == 1:
+                        for qx in range(qx0, ends[k]):
+                            dst[qx] = src[qx] + b
+                    else:
+                        for qx in range(qx0, ends[k]):
+                            dst[qx * sw] = src[qx] + b
+        for cx in range(ax.ncls):
+            js[cx] += clipped(seg + 4 * i, ax.q[cx])
+
+
+cdef void run_items(const floating* x, const floating* wp, const floating* bias, floating* out,
+                    const Axis* ay, const Axis* ax, const Geometry* ge, const Py_ssize_t* woff,
+                    floating* scratch, Py_ssize_t col_len, Py_ssize_t c_len, Py_ssize_t* segs,
+                    const floating** srcs, Py_ssize_t seg_cap, Py_ssize_t items, Py_ssize_t nseg,
+                    Py_ssize_t seg_len, Py_ssize_t tps, Py_ssize_t tile, int nt) noexcept:
+    cdef Py_ssize_t item, g, rest, seg, t, v0, v1, pr, cy, cx, np_, kdim, m, img, ns, i
+    cdef Py_ssize_t* sg
+    cdef Py_ssize_t* nps
+    cdef floating* col
+    cdef floating* cbufs
+    cdef const floating* bmat
+    cdef int tid, ldb
+    tid = 0  # thread-private inside the region; initialised so the compiler sees a value
+    with nogil, parallel(num_threads=nt):
+        tid = omp_get_thread_num()
+        # an item is (group, segment, tile, y class): it computes every x class of its rows
+        for item in prange(items, schedule="dynamic"):
+            col = scratch + tid * (col_len + ax.ncls * c_len)
+            cbufs = col + col_len
+            sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
+            nps = sg + seg_cap
+            cy = item % ay.ncls
+            rest = item // ay.ncls
+            t = rest % tps
+            rest = rest // tps
+            seg = rest % nseg
+            g = rest // nseg
+            v0 = seg * seg_len + t * tile
+            v1 = min(v0 + tile, (seg + 1) * seg_len)
+            ns = segments(ay, cy, ge, v0, v1, sg)
+            if ns == 0:
+                continue
+            for cx in range(ax.ncls):
+                np_ = 0
+                for i in range(ns):
+                    np_ = np_ + clipped(sg + 4 * i, ax.q[cx])
+                nps[cx] = np_
+                pr = cy * ax.ncls + cx
+                kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
+                if np_ == 0 or kdim == 0:
+                    continue
+                m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+                if pair_direct(ay, ax, cy, cx, ge):
+                    # the tile lies in one image (segments are images) and covers consecutive pixels
+                    img = v0 // seg_len
+                    bmat = x + (img * ge.cin + g * ge.cig) * seg_len + (v0 - img * seg_len)
+                    ldb = <int>seg_len
+                else:
+                    im2col(x, ay, ax, cy, cx, ge, g, sg, ns, col)
+                    bmat = col
+                    ldb = <int>np_
+                gemm(False, False, <int>m, <int>np_, <int>kdim, <floating>1, wp + woff[pr] + g * m * kdim,
+                     <int>kdim, bmat, ldb, <floating>0, cbufs + cx * c_len, <int>np_)
+            write_out(cbufs, c_len, nps, nps + ax.ncls, srcs + tid * ge.sw, nps + 2 * ax.ncls,
+                      nps + 2 * ax.ncls + ge.sw, bias, out, ay, ax, cy, ge, g, sg, ns)
+
+
+cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t depth,
+                              Py_ssize_t itemsize, Py_ssize_t planes) noexcept nogil:
+    """Grid pixels per tile: the budget's worth, cut to give about WANT_ITEMS work items; for
+    GEMMs of depth >= DEEP_K at least WIDE_N pixels while that fits in 16 budgets; tiles of
+    equal size."""
+    cdef Py_ssize_t p = _tile_bytes // (rows * itemsize)
+    cdef Py_ssize_t spread = ceil_div(pixels, ceil_div(WANT_ITEMS, planes))
+    cdef Py_ssize_t wide = 16 * _tile_bytes // (rows * itemsize)
+    if spread < p:
+        p = spread
+    if wide > WIDE_N:
+        wide = WIDE_N
+    if depth >= DEEP_K and p < wide:
+        p = wide
+    if p < MIN_TILE:
+        p = MIN_TILE
+    if p > INT_MAX // rows:  # BLAS takes int sizes
+        p = INT_MAX // rows
+    if p >= pixels:
+        return pixels
+    return ceil_div(pixels, ceil_div(pixels, p))
+
+
+cdef int subpixel_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
+                       floating* out, Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
+                       Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
+                       Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads) except -1:
+    cdef Axis ay, ax
+    cdef Geometry ge
+    cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
+    cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk
+    cdef bint grid_direct = False, direct
+    cdef Py_ssize_t* woff = NULL
+    cdef floating* wp = NULL
+    cdef floating* scratch = NULL
+    cdef Py_ssize_t* segs = NULL
+    cdef const floating** srcs = NULL
+    cdef Py_ssize_t seg_cap
+    cdef int nt
+    ay.q = NULL
+    ax.q = NULL
+    try:
+        if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
+            raise MemoryError()
+        ge.n, ge.cin, ge.h, ge.wd, ge.cout, ge.kh, ge.kw = n, cin, h, wd, cout, kh, kw
+        ge.oh_n, ge.ow_n, ge.sh, ge.sw = oh_n, ow_n, sh, sw
+        ge.cig, ge.cog, ge.has_bias = cin // groups, cout // groups, has_bias
+        ge.qym = 0
+        for cy in range(ay.ncls):
+            ge.qym = max(ge.qym, ay.q[cy])
+        ge.qxm = 0
+        for cx in range(ax.ncls):
+            ge.qxm = max(ge.qxm, ax.q[cx])
+        ge.npairs = ay.ncls * ax.ncls
+        woff = <Py_ssize_t*>malloc(ge.npairs * sizeof(Py_ssize_t))
+        if woff == NULL:
+            raise MemoryError()
+        wp_len = 0
+        for pr in range(ge.npairs):
+            cy = pr // ax.ncls
+            cx = pr - cy * ax.ncls
+            kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
+            m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+            # pair pr packs groups blocks of (m, kdim); pairs without taps pack nothing
+            woff[pr] = wp_len
+            wp_len += groups * m * kdim
+            if kdim:
+                k_max = max(k_max, kdim)
+                direct = pair_direct(&ay, &ax, cy, cx, &ge)
+                grid_direct = grid_direct or direct
+                c_rows = max(c_rows, m)
+                if not direct:
+                    col_rows = max(col_rows, kdim)
+        # scratch rows per pixel: one column block, and the GEMM results of every x class
+        rows_max = col_rows + ax.ncls * c_rows
+        # a direct pair reads the input plane as its column matrix, so tiles must not cross images
+        nseg = n if grid_direct else 1
+        seg_len = ge.qym * ge.qxm * (1 if grid_direct else n)
+        tile = subpixel_tile(seg_len, rows_max, k_max, sizeof(floating), groups * nseg * ay.ncls)
+        tps = ceil_div(seg_len, tile)
+        items = groups * nseg * tps * ay.ncls
+        nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
+        if wp_len:
+            wp = <floating*>malloc(wp_len * sizeof(floating))
+        scratch = <floating*>malloc(nt * (col_rows + ax.ncls * c_rows) * tile * sizeof(floating))
+        # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
+        # offset, per x phase its output column and end
+        seg_cap = 4 * (tile // ge.qxm + 2)
+        segs = <Py_ssize_t*>malloc(nt * (seg_cap + 2 * ax.ncls + 2 * sw) * sizeof(Py_ssize_t))
+        srcs = <const floating**>malloc(nt * sw * sizeof(floating*))
+        if scratch == NULL or segs == NULL or srcs == NULL or (wp_len and wp == NULL):
+            raise MemoryError()
+        nblk = ceil_div(ge.cig, PACK_CI)
+        with nogil, parallel(num_threads=nt):
+            for r in prange(groups * nblk, schedule="dynamic"):
+                g = r // nblk
+                c0 = (r - g * nblk) * PACK_CI
+                pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
+        if nt > 1 or c_rows * tile * rows_max >= BLAS_SERIAL_MNK:
+            with blas_single_threaded():
+                run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
+                          c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
+        else:
+            run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
+                      c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
+    finally:
+        free(srcs)
+        free(segs)
+        free(scratch)
+        free(wp)
+        free(woff)
+        axis_free(&ay)
+        axis_free(&ax)
+    return 0
+
+
+def conv_transpose2d_subpixel(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                              const floating[::1] bias, floating[:, :, :, ::1] out,
+                              int sh, int sw, int ph, int pw, int dh, int dw, int groups,
+                              int num_threads):
+    """conv_transpose2d's contract (any stride and dilation)."""
+    subpixel_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                  bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
+                  x.shape[3], out.shape[1], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
+                  sh, sw, ph, pw, dh, dw, groups, num_threads)

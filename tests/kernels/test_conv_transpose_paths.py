@@ -1,0 +1,229 @@
+"""Every algorithm behind conv_transpose.conv_transpose2d against tests/reference.py.
+
+The dispatcher's choice is asserted with ``_path_for``, so each test knows which path it covers.
+The sub-pixel kernel also handles stride with dilation, which the dispatcher sends to col2im:
+those cases call it directly.
+"""
+import numpy as np
+import pytest
+from reference import conv_transpose2d_ref
+
+from convcore._kernels import conv_transpose, conv_transpose_subpixel
+
+DTYPES = [np.float64, np.float32]
+PATHS = ["direct", "stride1", "subpixel", "col2im"]
+RANDOM_PATHS = PATHS + ["subpixel, dilated"]
+
+
+def tolerance(dtype, k):
+    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
+
+
+def out_size(i, k, s, p, d, op):
+    return (i - 1) * s - 2 * p + d * (k - 1) + 1 + op
+
+
+def random_case(rng, path):
+    """A random configuration that the dispatcher sends down `path`, or None."""
+    groups = int(rng.choice([1, 1, 2, 3]))
+    few = path == "direct"
+    cig = int(rng.integers(1, 5)) if few else int(rng.integers(5, 12))
+    cog = int(rng.integers(1, 5)) if few else int(rng.integers(1, 12))
+    one_d = rng.random() < 0.2
+    n = int(rng.integers(1, 4))
+    h = 1 if one_d else int(rng.integers(1, 10))
+    wd = int(rng.integers(1, 12))
+    kh = 1 if one_d else int(rng.integers(1, 6))
+    kw = int(rng.integers(1, 6))
+    if path == "stride1":
+        sh = sw = 1
+    else:
+        sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
+    dh, dw = (int(v) for v in rng.integers(1, 4, size=2))
+    if path == "col2im":  # stride and dilation both above 1 on some axis
+        sw, dw = max(sw, 2), max(dw, 2)
+    elif path == "subpixel":
+        sw = max(sw, 2)
+        dh, dw = (dh if sh == 1 else 1), 1
+    elif path == "subpixel, dilated":  # the dispatcher's col2im cases, run by the sub-pixel kernel
+        sw, dw = max(sw, 2), max(dw, 2)
+    if one_d:
+        sh = dh = 1
+    ph = 0 if one_d else int(rng.integers(0, 7))  # may exceed the kernel: crops real outputs
+    pw = int(rng.integers(0, 7))
+    oph = 0 if one_d else int(rng.integers(0, max(sh, dh)))
+    opw = int(rng.integers(0, max(sw, dw)))
+    oh, ow = out_size(h, kh, sh, ph, dh, oph), out_size(wd, kw, sw, pw, dw, opw)
+    if oh < 1 or ow < 1:
+        return None
+    case = dict(x_shape=(n, groups * cig, h, wd), w_shape=(groups * cig, cog, kh, kw), out_hw=(oh, ow),
+                stride=(sh, sw), pad=(ph, pw), dilation=(dh, dw), groups=groups, bias=rng.random() < 0.7)
+    assert path_of(case, np.float64) == ("col2im" if path == "subpixel, dilated" else path)
+    return case
+
+
+def path_of(case, dtype):
+    return conv_transpose._path_for(case["x_shape"], case["w_shape"], case["stride"], case["dilation"],
+                                    case["groups"], np.dtype(dtype).itemsize)
+
+
+def make_case(x, w, out_hw, stride, pad, dilation, groups, bias=True):
+    return dict(x_shape=x, w_shape=w, out_hw=out_hw, stride=stride, pad=pad, dilation=dilation,
+                groups=groups, bias=bias)
+
+
+def arrays(case, dtype, rng):
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    w = rng.standard_normal(case["w_shape"]).astype(dtype)
+    cout = case["w_shape"][1] * case["groups"]
+    b = rng.standard_normal(cout).astype(dtype) if case["bias"] else np.empty(0, dtype)
+    return x, w, b
+
+
+def run(case, x, w, b, num_threads=2, path=None):
+    """The dispatcher's result, or the sub-pixel kernel's for path == "subpixel, dilated"."""
+    if path == "subpixel, dilated":
+        kernel = conv_transpose_subpixel.conv_transpose2d_subpixel
+    else:
+        kernel = conv_transpose.conv_transpose2d
+    out = np.full((x.shape[0], w.shape[1] * case["groups"], *case["out_hw"]), np.nan, x.dtype)
+    kernel(x, w, b, out, *case["stride"], *case["pad"], *case["dilation"], case["groups"], num_threads)
+    return out
+
+
+def reference(case, x, w, b):
+    return conv_transpose2d_ref(x, w, b if b.size else None, case["out_hw"], case["stride"], case["pad"],
+                                case["dilation"], case["groups"])
+
+
+def check(case, dtype, rng, num_threads=2, path=None):
+    x, w, b = arrays(case, dtype, rng)
+    out = run(case, x, w, b, num_threads, path)
+    expected = reference(case, x, w, b)
+    k = x.shape[1] // case["groups"] * w.shape[2] * w.shape[3]
+    scale = max(1.0, np.abs(expected).max(initial=0))
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", RANDOM_PATHS)
+@pytest.mark.parametrize("seed", range(40))
+def test_random_configs_per_path(seed, path, dtype):
+    rng = np.random.default_rng([seed, RANDOM_PATHS.index(path)])
+    case = None
+    while case is None:
+        case = random_case(rng, path)
+    check(case, dtype, rng, num_threads=1 + seed % 2, path=path)
+
+
+EDGE_CASES = {
+    # name: (path, (x, w, out_hw, stride, pad, dilation, groups)); out_hw includes output_padding
+    "kernel < stride: phases without taps": (
+        "subpixel", ((2, 6, 4, 5), (6, 7, 2, 1), (13, 16), (3, 3), (0, 0), (1, 1), 1)),
+    "kernel < stride with padding and output padding": (
+        "subpixel", ((1, 8, 3, 3), (8, 5, 1, 2), (9, 8), (4, 3), (1, 1), (1, 1), 1)),
+    "kernel == stride, no im2col (U-Net)": (
+        "subpixel", ((2, 16, 6, 7), (16, 8, 2, 2), (12, 14), (2, 2), (0, 0), (1, 1), 1)),
+    "kernel == stride with padding": (
+        "subpixel", ((2, 16, 6, 7), (16, 8, 2, 2), (10, 12), (2, 2), (1, 1), (1, 1), 1)),
+    "kernel == 2 * stride (audio)": (
+        "subpixel", ((2, 12, 1, 30), (12, 6, 1, 8), (1, 120), (1, 4), (0, 2), (1, 1), 1)),
+    "DCGAN-like, images batched into one GEMM": (
+        "subpixel", ((5, 24, 4, 4), (24, 16, 4, 4), (8, 8), (2, 2), (1, 1), (1, 1), 1)),
+    "padding > kernel": (
+        "subpixel", ((1, 6, 9, 9), (6, 5, 3, 3), (9, 9), (2, 2), (5, 4), (1, 1), 1)),
+    "asymmetric strides": (
+        "subpixel", ((2, 8, 7, 9), (8, 6, 3, 5), (14, 13), (2, 1), (1, 2), (1, 1), 1)),
+    "stride 1 on one axis, dilation on it": (
+        "subpixel", ((2, 8, 7, 9), (8, 6, 3, 3), (15, 11), (2, 1), (0, 2), (1, 2), 1)),
+    "1-D, H == 1": ("subpixel", ((3, 10, 1, 40), (10, 7, 1, 5), (1, 120), (1, 3), (0, 1), (1, 1), 1)),
+    "N == 1, many channels": ("subpixel", ((1, 96, 5, 6), (96, 80, 3, 3), (11, 13), (2, 2), (0, 0), (1, 1), 1)),
+    "groups": ("subpixel", ((2, 18, 5, 6), (18, 4, 3, 3), (12, 14), (2, 2), (0, 0), (1, 1), 3)),
+    "stride 1, dilated": ("stride1", ((2, 8, 6, 7), (8, 9, 3, 2), (8, 10), (1, 1), (2, 0), (2, 3), 1)),
+    "stride 1, 1x1 kernel is a plain GEMM": ("stride1", ((2, 8, 5, 7), (8, 6, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 1)),
+    "stride 1, padding crops to one pixel": ("stride1", ((1, 6, 2, 2), (6, 6, 3, 3), (1, 1), (1, 1), (2, 2), (1, 1), 1)),
+    "depthwise with output padding": ("direct", ((2, 6, 9, 9), (6, 1, 3, 3), (18, 18), (2, 2), (1, 1), (1, 1), 6)),
+    "depthwise, stride 1, dilated": ("direct", ((2, 5, 6, 7), (5, 1, 3, 3), (10, 11), (1, 1), (0, 0), (2, 2), 5)),
+    "few channels, kernel < stride": ("direct", ((1, 4, 3, 4), (4, 3, 2, 1), (9, 13), (3, 4), (0, 0), (1, 1), 2)),
+    "all sizes one": ("direct", ((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1)),
+    "stride and dilation on one axis": ("col2im", ((1, 8, 5, 6), (8, 6, 3, 2), (13, 14), (3, 2), (1, 0), (2, 3), 2)),
+    "stride 2, dilation 2: only odd phases have taps": (
+        "col2im", ((2, 32, 6, 6), (32, 8, 3, 3), (14, 14), (2, 2), (1, 1), (2, 2), 4)),
+    "no phase has taps: bias only": ("subpixel", ((2, 6, 11, 2), (6, 7, 2, 1), (26, 1), (3, 3), (3, 2), (1, 1), 1)),
+    "few channels, stride and dilation": ("direct", ((2, 3, 5, 6), (3, 2, 3, 2), (15, 14), (3, 2), (1, 0), (2, 3), 1)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", EDGE_CASES)
+def test_edge_cases(name, dtype):
+    path, spec = EDGE_CASES[name]
+    case = make_case(*spec)
+    assert path_of(case, dtype) == path
+    check(case, dtype, np.random.default_rng(7))
+
+
+def test_large_packed_weights_take_col2im():
+    # 1024 x 1024 x 3 x 3 float32 weights are 36 MiB: repacking them per call would exceed the budget
+    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 1024, 3, 3), (2, 2), (1, 1), 1, 4) == "col2im"
+    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 512, 3, 3), (2, 2), (1, 1), 1, 4) == "subpixel"
+
+
+# big enough (> 2**21 multiply-adds) that every path starts a thread team
+THREADED = {
+    "direct": ((8, 32, 32, 32), (32, 1, 3, 3), (64, 64), (2, 2), (1, 1), (1, 1), 32),
+    "stride1": ((2, 32, 20, 20), (32, 24, 3, 3), (22, 22), (1, 1), (0, 0), (1, 1), 1),
+    "subpixel": ((3, 32, 12, 12), (32, 24, 4, 4), (24, 24), (2, 2), (1, 1), (1, 1), 1),
+    "col2im": ((2, 32, 16, 16), (32, 16, 3, 3), (34, 33), (2, 2), (1, 1), (2, 2), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", PATHS)
+def test_same_bits_for_any_thread_count(path, dtype):
+    case = make_case(*THREADED[path])
+    assert path_of(case, dtype) == path
+    x, w, b = arrays(case, dtype, np.random.default_rng(3))
+    outs = [run(case, x, w, b, num_threads=t, path=path) for t in (1, 2, 3)]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    check(case, dtype, np.random.default_rng(3), path=path)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", PATHS)
+def test_nan_and_inf_propagate_like_the_reference(path, dtype):
+    """Non-finite inputs reach every output they touch, also through zero weights (0 * inf = nan)."""
+    case = make_case(*THREADED[path])
+    rng = np.random.default_rng(4)
+    x, w, b = arrays(case, dtype, rng)
+    x.flat[rng.choice(x.size, 3, replace=False)] = [np.nan, np.inf, -np.inf]
+    w.flat[rng.choice(w.size, w.size // 4, replace=False)] = 0
+    with np.errstate(invalid="ignore"):
+        expected = reference(case, x, w, b)
+    out = run(case, x, w, b, path=path)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected))
+    assert np.isnan(out).any() and np.isinf(out).any()
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=0, atol=tolerance(dtype, 32 * 16) * 100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["DCGAN-like, images batched into one GEMM", "kernel == stride, no im2col (U-Net)",
+                                  "kernel < stride: phases without taps", "1-D, H == 1"])
+def test_subpixel_tile_size_changes_only_rounding(name, dtype):
+    """Tiny tiles cut rows, images and phase grids mid-way; results agree to rounding."""
+    case = make_case(*EDGE_CASES[name][1])
+    x, w, b = arrays(case, dtype, np.random.default_rng(5))
+    default = run(case, x, w, b)
+    old = conv_transpose_subpixel.set_tile_bytes(1)
+    try:
+        small = run(case, x, w, b)
+        check(case, dtype, np.random.default_rng(5))
+    finally:
+        conv_transpose_subpixel.set_tile_bytes(old)
+    k = x.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(small, default, rtol=0, atol=tolerance(dtype, k) * np.abs(default).max())
