@@ -3,39 +3,62 @@
 Only Python/numpy integers are integers here: bool, float, None and arrays are rejected with a
 TypeError naming the argument, as torch's argument parser does.
 """
+import operator
 from numbers import Integral
 
 PADDING_STRINGS = ("valid", "same")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _is_int(value):
-    return type(value) is int or (isinstance(value, Integral) and not isinstance(value, bool))
+_INT64 = 2**63
+
+
+def _index(value):
+    """``operator.index(value)`` for integers (numpy ones and 0-d integer arrays included, as
+    torch's parser takes them); None for anything else, bool included."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _in_int64(value, name, fn):
+    if not -_INT64 <= value < _INT64:
+        raise OverflowError(f"{fn}(): argument '{name}' is outside the int64 range: {value}")
+    return value
 
 
 def as_int(value, name, fn):
-    if not _is_int(value):
+    v = _index(value)
+    if v is None:
         raise TypeError(f"{fn}(): argument '{name}' must be int, not {type(value).__name__}")
-    return int(value)
+    return _in_int64(v, name, fn)
 
 
 def as_ints(value, name, fn):
     """An int or a list/tuple of ints, as a tuple of Python ints (length checked by ``expand``)."""
-    if type(value) is tuple and all(type(v) is int for v in value):
-        return value  # the common case, checked cheaply
-    if _is_int(value):
-        return (int(value),)
+    if type(value) is int:
+        return (_in_int64(value, name, fn),)
+    if isinstance(value, Integral) and not isinstance(value, bool):  # numpy integers; not 0-d arrays
+        return (_in_int64(int(value), name, fn),)
     if not isinstance(value, (tuple, list)):
         raise TypeError(
             f"{fn}(): argument '{name}' must be an int or a tuple of ints, not {type(value).__name__}"
         )
+    ints = []
     for item in value:
-        if not _is_int(item):
+        v = _index(item)
+        if v is None:
             raise TypeError(
                 f"{fn}(): argument '{name}' must be an int or a tuple of ints, "
                 f"but found element of type {type(item).__name__}"
             )
-    return tuple(int(v) for v in value)
+        ints.append(_in_int64(v, name, fn))
+    return tuple(ints)
 
 
 def expand(values, n, name):

@@ -133,6 +133,8 @@ def _pad_explicitly(x, pads, mode, xp, unbatched, fn):
             )
         if mode == "circular" and (before > size or after > size):
             raise ValueError("Padding value causes wrapping around more than once.")
+    if all(p == (0, 0) for p in pads):
+        return x
     crop = tuple(slice(-min(p0, 0), x.shape[2 + d] + min(p1, 0)) for d, (p0, p1) in enumerate(pads))
     x = x[(slice(None), slice(None)) + crop]
     if 0 in x.shape[2:]:
@@ -226,7 +228,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         pads = [(0, 0)] * nd
     else:
         pads = [(p, p) for p in padding]
-    if padding_mode != "zeros" and any(p != (0, 0) for p in pads):
+    if padding_mode != "zeros":
         # as torch.nn.ConvNd: F.pad first (its rules and errors), then a conv without padding
         x = _pad_explicitly(x, pads, padding_mode, xp, unbatched, fn)
         pads = [(0, 0)] * nd
@@ -259,7 +261,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
         if out.size:
             _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
-                 _pair(dilation, 1), groups)
+                 _pair(dilation, 1), groups, fn)
     return out[0] if unbatched else out
 
 
@@ -314,12 +316,35 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
         )
     out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
     if out.size:
-        _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups)
+        _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups, fn)
     return out[0] if unbatched else out
 
 
-def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups):
+_INT_MAX = 2**31 - 1  # the kernels take C ints for strides, paddings and dilations
+
+
+def _kernel_ints(values, sizes, kernel, fn, names):
+    """Strides/dilations that cannot change the result are set to 1 (torch accepts any int64 there);
+    what remains must fit the kernels' C int."""
+    (stride, pad, dilation) = values
+    stride = tuple(1 if n == 1 else s for s, n in zip(stride, sizes))
+    dilation = tuple(1 if k == 1 else d for d, k in zip(dilation, kernel))
+    for name, vals in zip(names, (stride, pad, dilation)):
+        for v in vals:
+            if v > _INT_MAX:
+                raise ValueError(f"{fn}(): {name}={v} exceeds the kernels' range (2**31 - 1)")
+    return stride, pad, dilation
+
+
+def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups, fn):
     """Hand contiguous 2-D-layout operands to the backend kernel, which fills ``out``."""
+    for a, name in ((x, "input"), (w, "weight")):
+        if not a.flags.c_contiguous:
+            _check_size(a.size * a.itemsize, f"contiguous copy of the {name} of size {list(a.shape)}", fn)
+    # a stride matters only where there is more than one position to step over
+    sizes = _pair(x.shape[2:] if transposed else out.shape[2:], 1)
+    stride, pad_begin, dilation = _kernel_ints(
+        (stride, pad_begin, dilation), sizes, _pair(w.shape[2:], 1), fn, ("stride", "padding", "dilation"))
     conv2d, conv_transpose2d, num_threads = _backend(xp)
     x = _as_2d(xp.ascontiguousarray(x), nd)
     w = _as_2d(xp.ascontiguousarray(w), nd)

@@ -17,3 +17,6 @@ fi
 python -m pip install -q -e ".[test,r]"
 
 python -m pytest -q -p no:cacheprovider "$@"
+
+# the kernels again, built with AddressSanitizer + UBSan in a temporary copy of the sources
+bash tests/sanitize.sh -q

@@ -9,6 +9,7 @@ cdef enum:
     MIN_TILE = 64          # pixels: below this the GEMM's N dimension starves the micro-kernel
     WANT_ITEMS = 8         # work items to aim for, so small batches still feed every core
     MACS_PER_THREAD = 1048576  # ~20 us of work: less does not pay for a thread team + BLAS limiter
+    MAX_SCRATCH = 4194304      # bytes of column buffer per thread, whatever the shape (<= one column)
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -24,8 +25,14 @@ cdef inline Py_ssize_t tile_pixels(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_
     cdef Py_ssize_t spread = ceil_div(pixels, ceil_div(WANT_ITEMS, planes))
     if spread < p:
         p = spread
+    # MIN_TILE keeps the GEMM efficient, unless a long reduction (rows) would make even that
+    # many pixels exceed MAX_SCRATCH: then scratch stays bounded and the GEMM is K-bound anyway
     if p < MIN_TILE:
         p = MIN_TILE
+        if p * rows * itemsize > MAX_SCRATCH:
+            p = MAX_SCRATCH // (rows * itemsize)
+            if p < 1:
+                p = 1
     # BLAS takes int sizes; the column block must stay addressable by them
     if p > INT_MAX // rows:
         p = INT_MAX // rows

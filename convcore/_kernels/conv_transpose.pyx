@@ -13,7 +13,8 @@ alone (never from num_threads, so every thread count gives the same bits); ``_pa
                 GEMM sizes beyond BLAS ints: below
 
 The direct and sub-pixel kernels handle any stride and dilation (_transpose_phases.pxd); the
-rules above only pick the fastest.
+rules above only pick the fastest. Weights with NaN/Inf never take "stride1"/"subpixel" (see
+``conv_transpose2d``), so non-finite values propagate exactly as in torch.
 
 General path: a work item is (image, group, block of output channels); it owns those output planes, so
 no two threads ever write the same element. It walks the input in tiles of consecutive
@@ -189,9 +190,40 @@ def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t 
     return "stride1" if sh == 1 and sw == 1 else "subpixel"
 
 
+cdef bint all_finite(const floating* a, Py_ssize_t n) noexcept nogil:
+    """No NaN or Inf in a[:n]: an integer test of the exponent bits, which the compiler vectorises."""
+    cdef Py_ssize_t i
+    cdef unsigned int bad32 = 0
+    cdef unsigned long long bad64 = 0
+    cdef const unsigned int* u32
+    cdef const unsigned long long* u64
+    if floating is float:
+        u32 = <const unsigned int*>a
+        for i in range(n):
+            bad32 |= (u32[i] & 0x7f800000u) == 0x7f800000u
+        return bad32 == 0
+    else:
+        u64 = <const unsigned long long*>a
+        for i in range(n):
+            bad64 |= (u64[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull
+        return bad64 == 0
+
+
+def _weights_finite(const floating[:, :, :, ::1] w):
+    cdef bint ok
+    with nogil:
+        ok = all_finite(&w[0, 0, 0, 0], w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3])
+    return ok
+
+
 def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, int dw, int groups,
                      int num_threads):
     path = _path_for(x.shape, w.shape, (sh, sw), (dh, dw), groups, x.itemsize)
+    # The correlation paths multiply weights by stored zeros where a tap falls outside the input;
+    # torch never forms those products, so with an Inf/NaN weight they would add NaN where torch
+    # has none. Such weights take col2im, which forms only torch's products.
+    if (path == "stride1" or path == "subpixel") and not _weights_finite(w):
+        path = "col2im"
     if path == "direct":
         kernel = conv_transpose2d_direct
     elif path == "col2im":

@@ -1,0 +1,351 @@
+"""conv2d by a register-blocked micro-kernel, for reductions too short or GEMMs too thin for BLAS.
+
+With a short reduction (K = Cin/groups*KH*KW: a one-channel audio stem, an RGB stem, grouped
+convs with few channels per group, up to a 3x3 conv over 64 channels) OpenBLAS spends much
+of its time packing and on the bias pre-fill it must read back. Here every (MR output
+channels, NR output pixels) block of the result is summed in registers over all of K,
+starting from the bias, and stored once. Tap k of pixel q is read at src[koff[k] + q] from
+one of two per-thread sources, both sized to stay in L2:
+
+* "block": a work item is (image, group, tile of whole output rows). Each input channel's
+  window is copied once, zero-padded and split into its stride phases (row phase rho,
+  column phase sig hold x[y0 + ry*sh + rho, x0 + cx*sw + sig]), so that every tap is a
+  fixed offset for all pixels of the tile. Pixels are numbered q = row*pitch + col with
+  pitch = OW + (KW-1)*dw//sw: the lanes of the columns past OW are computed into a
+  scratch accumulator and dropped when its rows are copied out (stored straight into
+  ``out`` when there are none). It copies about sh*sw input values per output, so it is
+  used when sh*sw <= KH*KW and there are enough output rows to spread over threads.
+* "im2col": a work item is (image, group, tile of consecutive output pixels) and the source
+  its (K, tile) im2col block; for large strides (it gathers only what is read) and for few,
+  long rows (1-D signals: it tiles pixels, not rows).
+
+Every output element is bias + w[0]*src[0] + ... + w[K-1]*src[K-1] in that order, whatever
+the source, tile or thread count, so results are bitwise identical for any num_threads and
+between the two sources. No product is skipped (0 * Inf and 0 * NaN stay NaN; padding is
+read as stored zeros). Scratch per thread: the source, plus MR accumulator rows in "block".
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+
+from convcore._kernels._openmp cimport omp_get_thread_num
+from convcore._kernels._tiling cimport ceil_div, team_size, tile_pixels
+from convcore._kernels.conv_im2col cimport im2col
+
+cdef extern from *:
+    """
+    /* GCC/Clang vector extensions: the vector width follows the target (-march), and the
+       accumulator block fits its register file (32 zmm with AVX-512, 16 ymm/xmm otherwise). */
+    #include <stddef.h>
+    #include <string.h>
+    #if defined(__AVX512F__)
+    #define CCB_VBYTES 64
+    #define CCB_MR 8
+    #elif defined(__AVX__)
+    #define CCB_VBYTES 32
+    #define CCB_MR 6
+    #else
+    #define CCB_VBYTES 16
+    #define CCB_MR 6
+    #endif
+    /* out[r*ldo + q] = bp[r] + sum_k wp[k*CCB_MR + r] * src[koff[k] + q], r < mr <= RB, q < nr;
+       the block is computed for all RB x NR lanes (src + koff[k] holds NR readable elements)
+       and stored partially when mr < RB or nr < NR. Every lane sees the same operations
+       whatever RB, so the variants below give bitwise equal results. */
+    #define CCB_ROWS(T, SUF, NAME, RB)                                                        \\
+    static inline void NAME(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,           \\
+                            const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) {    \\
+        enum { VL = CCB_VBYTES / sizeof(T) };                                                 \\
+        ccb_v_##SUF a0[RB], a1[RB];                                                           \\
+        _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                                \\
+            a0[r] = (ccb_v_##SUF){0} + bp[r];                                                 \\
+            a1[r] = a0[r];                                                                    \\
+        }                                                                                     \\
+        for (ptrdiff_t k = 0; k < k_n; k++) {                                                 \\
+            ccb_v_##SUF c0 = *(const ccb_v_##SUF*)(src + koff[k]);                            \\
+            ccb_v_##SUF c1 = *(const ccb_v_##SUF*)(src + koff[k] + VL);                       \\
+            const T* wk = wp + k * CCB_MR;                                                    \\
+            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
+                a0[r] += c0 * wk[r];                                                          \\
+                a1[r] += c1 * wk[r];                                                          \\
+            }                                                                                 \\
+        }                                                                                     \\
+        if (mr == RB && nr == 2 * VL) {                                                       \\
+            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
+                *(ccb_v_##SUF*)(out + r * ldo) = a0[r];                                       \\
+                *(ccb_v_##SUF*)(out + r * ldo + VL) = a1[r];                                  \\
+            }                                                                                 \\
+        } else {                                                                              \\
+            T tmp[RB][2 * VL];                                                                \\
+            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
+                *(ccb_v_##SUF*)tmp[r] = a0[r];                                                \\
+                *(ccb_v_##SUF*)(tmp[r] + VL) = a1[r];                                         \\
+            }                                                                                 \\
+            for (int r = 0; r < mr; r++)                                                      \\
+                memcpy(out + r * ldo, tmp[r], nr * sizeof(T));                                \\
+        }                                                                                     \\
+    }
+    /* a last block of few channels (33 = 4*8 + 1) runs the smallest variant that covers it */
+    #define CCB_TILE(T, SUF)                                                                  \\
+    typedef T ccb_v_##SUF __attribute__((vector_size(CCB_VBYTES), aligned(sizeof(T)), may_alias)); \\
+    CCB_ROWS(T, SUF, ccb_rows_##SUF, CCB_MR)                                                  \\
+    CCB_ROWS(T, SUF, ccb_rows4_##SUF, 4)                                                      \\
+    CCB_ROWS(T, SUF, ccb_rows2_##SUF, 2)                                                      \\
+    CCB_ROWS(T, SUF, ccb_rows1_##SUF, 1)                                                      \\
+    static inline void ccb_tile_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,  \\
+                                      const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) { \\
+        if (mr > 4)                                                                           \\
+            ccb_rows_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                         \\
+        else if (mr > 2)                                                                      \\
+            ccb_rows4_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
+        else if (mr == 2)                                                                     \\
+            ccb_rows2_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
+        else                                                                                  \\
+            ccb_rows1_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
+    }
+    CCB_TILE(float, f)
+    CCB_TILE(double, d)
+    #define CCB_NR_F (2 * CCB_VBYTES / (int)sizeof(float))
+    #define CCB_NR_D (2 * CCB_VBYTES / (int)sizeof(double))
+    """
+    const int CCB_MR
+    const int CCB_NR_F
+    const int CCB_NR_D
+    void ccb_tile_f(Py_ssize_t k_n, const float* wp, const float* bp, const float* src,
+                    const Py_ssize_t* koff, float* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
+    void ccb_tile_d(Py_ssize_t k_n, const double* wp, const double* bp, const double* src,
+                    const Py_ssize_t* koff, double* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
+
+# per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
+# per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the packed weights
+cdef Py_ssize_t SRC_BYTES = 256 * 1024
+MR = CCB_MR
+NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
+
+
+cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, const floating* src,
+                      const Py_ssize_t* koff, floating* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil:
+    if floating is float:
+        ccb_tile_f(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+    else:
+        ccb_tile_d(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+
+
+cdef inline void store_blocks(Py_ssize_t k, const floating* wpk, const floating* bpk, const floating* src,
+                              const Py_ssize_t* koff, floating* dst, Py_ssize_t ldo, Py_ssize_t p,
+                              Py_ssize_t cog) noexcept nogil:
+    """dst[co*ldo + q] = output channel co of the group at source pixel q, for co < cog, q < p;
+    wpk, bpk: the group's packed weights and bias. Channel blocks outer: each block's rows of
+    dst are written front to back (few store streams), its (K, MR) weights stay in L1."""
+    cdef Py_ssize_t mr_n = CCB_MR
+    cdef Py_ssize_t nr_n = CCB_NR_F if floating is float else CCB_NR_D
+    cdef Py_ssize_t cb, q
+    for cb in range(ceil_div(cog, mr_n)):
+        q = 0
+        while q < p:
+            tile(k, wpk + cb * k * mr_n, bpk + cb * mr_n, src + q, koff, dst + cb * mr_n * ldo + q, ldo,
+                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n), <int>(p - q if p - q < nr_n else nr_n))
+            q = q + nr_n
+
+
+cdef inline void load_phases(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
+                             Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t sh, Py_ssize_t sw,
+                             Py_ssize_t ry_n, Py_ssize_t rows, Py_ssize_t wp) noexcept nogil:
+    """blk[((rho*sw + sig)*ry_n + ry)*wp + cx] = x[y0 + ry*sh + rho, x0 + cx*sw + sig] (0 outside)
+    for ry < rows <= ry_n: phase (rho, sig) of the input is a plane of ry_n rows of pitch wp."""
+    cdef Py_ssize_t rho, sig, ry, cx, iy, a, e
+    cdef floating* dst
+    cdef const floating* src
+    for rho in range(sh):
+        for sig in range(sw):
+            # columns cx with 0 <= x0 + cx*sw + sig < wd
+            a = ceil_div(-x0 - sig, sw) if x0 + sig < 0 else 0
+            e = ceil_div(wd - x0 - sig, sw) if wd > x0 + sig else 0
+            if a > wp:
+                a = wp
+            if e > wp:
+                e = wp
+            if e < a:
+                e = a
+            for ry in range(rows):
+                dst = blk + ((rho * sw + sig) * ry_n + ry) * wp
+                iy = y0 + ry * sh + rho
+                if iy < 0 or iy >= h:
+                    for cx in range(wp):
+                        dst[cx] = 0
+                    continue
+                src = xc + iy * wd + x0 + sig
+                for cx in range(a):
+                    dst[cx] = 0
+                if sw == 1:
+                    for cx in range(a, e):
+                        dst[cx] = src[cx]
+                else:
+                    for cx in range(a, e):
+                        dst[cx] = src[cx * sw]
+                for cx in range(e, wp):
+                    dst[cx] = 0
+
+
+cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
+                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t planes,
+                           Py_ssize_t itemsize) noexcept nogil:
+    """Output rows per item of the phase-split mode, or 0 where im2col is the better source."""
+    # the block copies about stride_h*stride_w input values per output and input channel, im2col
+    # writes KH*KW: with strides past the kernel most of the block would never be read
+    if sh * sw > kh * kw:
+        return 0
+    # items are whole output rows: too few rows to spread over threads, im2col tiles pixels
+    if oh_n * planes < 8:
+        return 0
+    cdef Py_ssize_t wp = ow_n + (kw - 1) * dw // sw, extra = (kh - 1) * dh // sh
+    cdef Py_ssize_t row_bytes = cig * sh * sw * wp * itemsize
+    cdef Py_ssize_t rt = SRC_BYTES // row_bytes - extra
+    # one row of outputs must fit a few times over: otherwise the block spills L2 and the
+    # rows it reads (extra of them per tile) dominate
+    if rt < 1 or (1 + extra) * row_bytes > 4 * SRC_BYTES:
+        return 0
+    cdef Py_ssize_t spread = ceil_div(oh_n, ceil_div(8, planes))
+    if rt > spread:
+        rt = spread
+    return rt if rt < oh_n else oh_n
+
+
+def _mode_for(x_shape, w_shape, out_shape, sh, sw, dh, dw, groups, itemsize):
+    """"block" (phase-split input block) or "im2col": the source the blocked path reads (tests)."""
+    return "block" if block_rows(w_shape[1], out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw,
+                                 dh, dw, x_shape[0] * groups, itemsize) else "im2col"
+
+
+cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
+                             floating* out, Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
+                             Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
+                             Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                             Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads,
+                             bint force_im2col) except -1:
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups
+    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
+    cdef Py_ssize_t mr_n = CCB_MR
+    cdef Py_ssize_t nr_n = CCB_NR_F if floating is float else CCB_NR_D
+    cdef Py_ssize_t ncb = ceil_div(cog, mr_n)
+    cdef Py_ssize_t rt = 0 if force_im2col else block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw, n * groups,
+                                                           sizeof(floating))
+    cdef Py_ssize_t pt = 0, ntiles, src_len, acc_len = 0, ry_n = 0, wpitch = 0, ldc = 0
+    cdef Py_ssize_t ci, i, j
+    if rt:
+        # item: rt output rows; pixel q = r*wpitch + c of the accumulator, c >= ow_n discarded
+        wpitch = ow_n + (kw - 1) * dw // sw
+        ry_n = rt + (kh - 1) * dh // sh
+        ntiles = ceil_div(oh_n, rt)
+        acc_len = ceil_div(rt * wpitch, nr_n) * nr_n
+        # the last pixel block reads up to NR lanes and a row of taps past the block
+        src_len = cig * sh * sw * ry_n * wpitch + wpitch + nr_n
+    else:
+        pt = tile_pixels(ohw, k, sizeof(floating), SRC_BYTES, n * groups)
+        if pt < ohw:
+            pt = ceil_div(pt, nr_n) * nr_n
+            if pt > ohw:
+                pt = ohw
+        ntiles = ceil_div(ohw, pt)
+        # the last pixel block reads up to NR columns: pad rows to whole blocks, and off a
+        # multiple of 512 bytes so that K rows do not share a few cache sets
+        ldc = ceil_div(pt, nr_n) * nr_n
+        if (ldc * sizeof(floating)) % 512 == 0:
+            ldc += nr_n
+        src_len = k * ldc
+    cdef Py_ssize_t items = n * groups * ntiles
+    cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
+    cdef Py_ssize_t scratch_len = src_len + mr_n * acc_len
+    # weights packed per (group, block of MR channels) as (K, MR), missing channels zero;
+    # scratch zeroed once: padded lanes are read (into discarded results), never written
+    cdef floating* wpk = <floating*>calloc(groups * ncb * mr_n * (k + 1), sizeof(floating))
+    cdef floating* scratch = <floating*>calloc(nt * scratch_len, sizeof(floating))
+    cdef Py_ssize_t* koff = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
+    if wpk == NULL or scratch == NULL or koff == NULL:
+        free(wpk)
+        free(scratch)
+        free(koff)
+        raise MemoryError()
+    cdef floating* bpk = wpk + groups * ncb * mr_n * k
+    cdef Py_ssize_t co, kk, g, cb, r
+    for co in range(cout):
+        g = co // cog
+        cb = (co - g * cog) // mr_n
+        r = (co - g * cog) - cb * mr_n
+        for kk in range(k):
+            wpk[((g * ncb + cb) * k + kk) * mr_n + r] = w[co * k + kk]
+        if has_bias:
+            bpk[(g * ncb + cb) * mr_n + r] = bias[co]
+    for ci in range(cig):
+        for i in range(kh):
+            for j in range(kw):
+                kk = (ci * kh + i) * kw + j
+                if rt:
+                    koff[kk] = ((((ci * sh + i * dh % sh) * sw + j * dw % sw) * ry_n + i * dh // sh) * wpitch
+                                + j * dw // sw)
+                else:
+                    koff[kk] = kk * ldc
+    cdef Py_ssize_t item, ng, img, p0, p, q, nrow
+    cdef int tid
+    cdef floating* src
+    cdef floating* acc
+    cdef floating* dst
+    tid = 0  # thread-private inside the region; initialised so the compiler sees a value
+    src = acc = NULL
+    with nogil, parallel(num_threads=nt):
+        tid = omp_get_thread_num()
+        src = scratch + tid * scratch_len
+        acc = src + src_len
+        for item in prange(items, schedule="dynamic"):
+            ng = item // ntiles
+            img = ng // groups
+            g = ng - img * groups
+            if rt:
+                p0 = (item - ng * ntiles) * rt  # first output row
+                nrow = oh_n - p0 if oh_n - p0 < rt else rt
+                for ci in range(cig):
+                    load_phases(src + ci * sh * sw * ry_n * wpitch, x + ((img * cin + g * cig + ci) * h) * wd,
+                                h, wd, p0 * sh - ph, -pw, sh, sw, ry_n, nrow + (kh - 1) * dh // sh, wpitch)
+                dst = out + (img * cout + g * cog) * ohw + p0 * ow_n
+                if nrow == 1 or wpitch == ow_n:
+                    # no discarded columns between the rows: store straight into out
+                    store_blocks(k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff, dst, ohw,
+                                 nrow * ow_n, cog)
+                else:
+                    p = nrow * wpitch
+                    for cb in range(ncb):
+                        q = 0
+                        while q < p:
+                            tile(k, wpk + (g * ncb + cb) * k * mr_n, bpk + (g * ncb + cb) * mr_n, src + q,
+                                 koff, acc + q, acc_len,
+                                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n), <int>nr_n)
+                            q = q + nr_n
+                        for r in range(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n):
+                            for q in range(nrow):
+                                memcpy(dst + (cb * mr_n + r) * ohw + q * ow_n, acc + r * acc_len + q * wpitch,
+                                       ow_n * sizeof(floating))
+            else:
+                p0 = (item - ng * ntiles) * pt
+                p = ohw - p0 if ohw - p0 < pt else pt
+                im2col(x + (img * cin + g * cig) * hw, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw,
+                       p0, p0 + p, src, ldc)
+                store_blocks(k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
+                             out + (img * cout + g * cog) * ohw + p0, ohw, p, cog)
+    free(wpk)
+    free(scratch)
+    free(koff)
+    return 0
+
+
+def conv2d_blocked(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                   const floating[::1] bias, floating[:, :, :, ::1] out,
+                   int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads,
+                   bint force_im2col=False):
+    """Same arguments and contract as convcore._kernels.conv.conv2d; `force_im2col` (tests)
+    reads im2col blocks where the phase-split block would be chosen. Both sources give the
+    micro-kernel the same values in the same order, so the results are bitwise equal."""
+    conv2d_blocked_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                        bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
+                        x.shape[3], w.shape[0], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
+                        sh, sw, ph, pw, dh, dw, groups, num_threads, force_im2col)
