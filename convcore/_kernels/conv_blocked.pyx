@@ -30,7 +30,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport ceil_div, team_size, tile_pixels
+from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
 
 cdef extern from *:
@@ -145,7 +145,8 @@ cdef inline void store_blocks(Py_ssize_t k, const floating* wpk, const floating*
         q = 0
         while q < p:
             tile(k, wpk + cb * k * mr_n, bpk + cb * mr_n, src + q, koff, dst + cb * mr_n * ldo + q, ldo,
-                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n), <int>(p - q if p - q < nr_n else nr_n))
+                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n),
+                 <int>(p - q if p - q < nr_n else nr_n))
             q = q + nr_n
 
 
@@ -197,16 +198,15 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     if sh * sw > kh * kw:
         return 0
     # items are whole output rows: too few rows to spread over threads, im2col tiles pixels
-    if oh_n * planes < 8:
+    if oh_n * planes < WANT_ITEMS:
         return 0
     cdef Py_ssize_t wp = ow_n + (kw - 1) * dw // sw, extra = (kh - 1) * dh // sh
     cdef Py_ssize_t row_bytes = cig * sh * sw * wp * itemsize
+    # the block of even one output row (long 1-D signals, many channels) must fit the budget
     cdef Py_ssize_t rt = SRC_BYTES // row_bytes - extra
-    # one row of outputs must fit a few times over: otherwise the block spills L2 and the
-    # rows it reads (extra of them per tile) dominate
-    if rt < 1 or (1 + extra) * row_bytes > 4 * SRC_BYTES:
+    if rt < 1:
         return 0
-    cdef Py_ssize_t spread = ceil_div(oh_n, ceil_div(8, planes))
+    cdef Py_ssize_t spread = ceil_div(oh_n, ceil_div(WANT_ITEMS, planes))
     if rt > spread:
         rt = spread
     return rt if rt < oh_n else oh_n

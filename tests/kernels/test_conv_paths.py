@@ -1,6 +1,6 @@
 """Every conv2d dispatcher path against tests/reference.py, and the paths against each other.
 
-The dispatcher (convcore._kernels.conv._path_for) picks "direct", "gemm" or "im2col" from shapes;
+The dispatcher (convcore._kernels.conv._path_for) picks "direct", "gemm", "blocked" or "im2col" from shapes;
 each test asserts the path it means to exercise, so a changed rule cannot silently skip a path.
 """
 import numpy as np
@@ -8,6 +8,7 @@ import pytest
 from reference import conv2d_ref
 
 from convcore._kernels import conv
+from convcore._kernels.conv_blocked import MR, NR, _mode_for, conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
 
 DTYPES = [np.float64, np.float32]
@@ -59,8 +60,12 @@ def random_spec(rng, path):
     if path == "direct":
         cog = int(rng.integers(1, 4))
         cig = int(rng.choice([1, 1, 2, 3, 8]))
-    else:
+    elif path == "im2col":  # a reduction past BLOCKED_MAX_K
         cog = int(rng.integers(4, 9))
+        cig = int(rng.integers(130, 200))
+    else:
+        # around the micro-kernel's MR channel block: partial, whole and several blocks
+        cog = int(rng.integers(4, 2 * MR + 3))
         cig = int(rng.integers(1, 6))
     one_d = rng.random() < 0.2
     h = 1 if one_d else int(rng.integers(1, 14))
@@ -70,8 +75,8 @@ def random_spec(rng, path):
         ph = pw = 0
         oh, ow = h, wd
     else:
-        kh = 1 if one_d else int(rng.integers(1, 6))
-        kw = int(rng.integers(1, 8))
+        kh = 1 if one_d else int(rng.integers(1, 6 if path != "im2col" else 3))
+        kw = int(rng.integers(1, 8 if path != "im2col" else 4))
         # half the direct cases unstrided, to reach 3 channels per group there too
         if path == "direct" and rng.random() < 0.5:
             sh = sw = 1
@@ -90,7 +95,7 @@ def random_spec(rng, path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("path", ["direct", "gemm", "im2col"])
+@pytest.mark.parametrize("path", ["direct", "gemm", "blocked", "im2col"])
 @pytest.mark.parametrize("seed", range(60))
 def test_random_configs_per_path(seed, path, dtype):
     rng = np.random.default_rng(seed)
@@ -116,19 +121,29 @@ EDGE_CASES = {
     "N = 1, wide rows, column tiles": (((1, 2, 3, 2500), (2, 1, 3, 3), (3, 2500), (1, 1), (1, 1), (1, 1), 2), "direct"),
     "tall planes, row tiles, row stride": (((1, 2, 300, 40), (2, 1, 4, 3), (99, 40), (3, 1), (2, 1), (1, 1), 2),
                                            "direct"),
-    "1x1 depthwise strided": (((2, 3, 9, 9), (3, 1, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 3), "im2col"),
-    "multiplier 3 strided": (((2, 3, 9, 9), (9, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "im2col"),
+    "1x1 depthwise strided": (((2, 3, 9, 9), (3, 1, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 3), "blocked"),
+    "multiplier 3 strided": (((2, 3, 9, 9), (9, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "blocked"),
     "multiplier 2 strided": (((2, 3, 9, 9), (6, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "direct"),
     "multiplier 3 dilated": (((2, 3, 9, 9), (9, 1, 3, 3), (9, 9), (1, 1), (2, 2), (2, 2), 3), "direct"),
     "1x1 plain": (((2, 16, 5, 7), (12, 16, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 1), "gemm"),
     "1x1 grouped": (((2, 16, 5, 7), (12, 8, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 2), "gemm"),
-    "1x1 strided (gather + GEMM)": (((2, 8, 9, 9), (8, 8, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 1), "im2col"),
-    "1x1 padded": (((1, 8, 4, 4), (8, 8, 1, 1), (6, 6), (1, 1), (1, 1), (1, 1), 1), "im2col"),
-    "1x1 end padding only": (((1, 8, 4, 4), (8, 8, 1, 1), (5, 4), (1, 1), (0, 0), (1, 1), 1), "im2col"),
-    "general padding >= kernel": (((1, 4, 3, 3), (8, 4, 2, 2), (8, 8), (1, 1), (3, 3), (1, 1), 1), "im2col"),
-    "general stride > kernel": (((2, 4, 11, 13), (8, 4, 2, 2), (3, 3), (4, 5), (0, 1), (1, 1), 1), "im2col"),
-    "odd seed shape, smaller": (((2, 16, 10, 20), (33, 16, 3, 5), (5, 20), (2, 1), (4, 2), (3, 1), 1), "im2col"),
-    "huge dilation leaves direct": (((1, 2, 5, 300), (2, 1, 1, 2), (1, 40), (1, 1), (0, 0), (1, 260), 2), "im2col"),
+    "1x1 strided (gather + GEMM)": (((2, 8, 9, 9), (8, 8, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 1), "blocked"),
+    "1x1 padded": (((1, 8, 4, 4), (8, 8, 1, 1), (6, 6), (1, 1), (1, 1), (1, 1), 1), "blocked"),
+    "1x1 end padding only": (((1, 8, 4, 4), (8, 8, 1, 1), (5, 4), (1, 1), (0, 0), (1, 1), 1), "blocked"),
+    "general padding >= kernel": (((1, 4, 3, 3), (8, 4, 2, 2), (8, 8), (1, 1), (3, 3), (1, 1), 1), "blocked"),
+    "general stride > kernel": (((2, 4, 11, 13), (8, 4, 2, 2), (3, 3), (4, 5), (0, 1), (1, 1), 1), "blocked"),
+    "odd seed shape, smaller": (((2, 16, 10, 20), (33, 16, 3, 5), (5, 20), (2, 1), (4, 2), (3, 1), 1), "blocked"),
+    "huge dilation leaves direct": (((1, 2, 5, 300), (2, 1, 1, 2), (1, 40), (1, 1), (0, 0), (1, 260), 2), "blocked"),
+    "audio stem, K = 10": (((2, 1, 1, 300), (40, 1, 1, 10), (1, 59), (1, 5), (0, 0), (1, 1), 1), "blocked"),
+    "one pixel, K = 1": (((1, 2, 1, 1), (10, 1, 1, 1), (1, 1), (2, 2), (0, 0), (1, 1), 2), "blocked"),
+    "pixel tiles, several per image": (((1, 3, 70, 90), (17, 3, 7, 7), (35, 45), (2, 2), (3, 3), (1, 1), 1), "blocked"),
+    "grouped, 4 channels per group": (((2, 32, 9, 11), (32, 4, 3, 3), (9, 11), (1, 1), (1, 1), (1, 1), 8), "blocked"),
+    "K = BLOCKED_MAX_K": (((1, 64, 6, 7), (9, 64, 1, 10), (6, 4), (1, 1), (0, 3), (1, 1), 1), "blocked"),
+    "K past BLOCKED_MAX_K": (((1, 64, 6, 7), (9, 64, 1, 11), (6, 4), (1, 1), (0, 4), (1, 1), 1), "im2col"),
+    "im2col strided, padded": (((2, 80, 9, 10), (12, 80, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 1), "im2col"),
+    "block, one row per item": (((4, 4, 1, 200), (12, 2, 1, 5), (1, 100), (1, 2), (0, 2), (1, 1), 2), "blocked"),
+    "block, no discarded columns": (((2, 5, 12, 13), (9, 5, 3, 1), (12, 13), (1, 1), (1, 0), (1, 1), 1), "blocked"),
+    "block, row and column phases": (((3, 6, 17, 19), (10, 3, 3, 3), (9, 10), (2, 2), (1, 1), (1, 1), 2), "blocked"),
 }
 
 
@@ -143,15 +158,15 @@ def test_edge_cases(name, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["depthwise 3x3 pad 1", "few channels per group", "tall planes, row tiles, row stride",
                                   "N = 1, wide rows, column tiles", "channel multiplier 2"])
-def test_direct_agrees_with_im2col(name, dtype):
+def test_direct_agrees_with_blocked(name, dtype):
     """The direct path and the general path compute the same sums up to rounding."""
     spec, _ = EDGE_CASES[name]
     x, w, b = make(np.random.default_rng(4), spec, dtype)
     direct = call(conv.conv2d, spec, x, w, b)
-    # cog > DIRECT_MAX_COG sends the same per-channel work down im2col: repeat each weight 4 times
+    # cog > DIRECT_MAX_COG sends the same per-channel work down blocked: repeat each weight 4 times
     w4 = np.repeat(w, 4, axis=0)
     general_spec = (spec[0], w4.shape, *spec[2:])
-    assert path_of(general_spec) == "im2col"
+    assert path_of(general_spec) == "blocked"
     general = call(conv.conv2d, general_spec, x, w4, np.repeat(b, 4))[:, ::4]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     np.testing.assert_allclose(direct, general, rtol=0, atol=tolerance(dtype, k) * np.abs(general).max())
@@ -162,7 +177,10 @@ THREADED = {
     "direct": ((3, 32, 40, 40), (32, 1, 3, 3), (40, 40), (1, 1), (1, 1), (1, 1), 32),
     "direct strided": ((2, 16, 61, 67), (32, 1, 5, 5), (30, 33), (2, 2), (2, 2), (1, 1), 16),
     "gemm": ((2, 64, 40, 40), (64, 64, 1, 1), (40, 40), (1, 1), (0, 0), (1, 1), 1),
-    "im2col": ((3, 32, 24, 24), (48, 16, 3, 3), (22, 22), (1, 1), (1, 1), (2, 2), 2),
+    "blocked": ((3, 32, 24, 24), (48, 16, 3, 3), (22, 22), (1, 1), (1, 1), (2, 2), 2),
+    "blocked grouped strided": ((6, 64, 31, 29), (64, 4, 3, 3), (16, 15), (2, 2), (1, 1), (1, 1), 16),
+    "blocked audio (im2col source)": ((1, 1, 1, 40000), (64, 1, 1, 10), (1, 7999), (1, 5), (0, 0), (1, 1), 1),
+    "im2col": ((2, 96, 20, 20), (40, 96, 3, 3), (20, 20), (1, 1), (1, 1), (1, 1), 1),
 }
 
 
@@ -190,7 +208,7 @@ def test_out_fully_overwritten(name, prefill):
         np.testing.assert_array_equal(out, call(conv.conv2d, spec, x, w, b, prefill=0.0))
 
 
-@pytest.mark.parametrize("path", ["direct", "gemm", "im2col"])
+@pytest.mark.parametrize("path", ["direct", "gemm", "blocked", "im2col"])
 def test_nan_and_inf_propagate(path):
     """No shortcut skips zero weights or zero inputs: 0 * NaN and 0 * Inf stay NaN."""
     spec = next(s for s, p in EDGE_CASES.values() if p == path)
@@ -206,7 +224,7 @@ def test_nan_and_inf_propagate(path):
     np.testing.assert_allclose(out[finite], expected[finite], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["direct", "im2col"])
+@pytest.mark.parametrize("path", ["direct", "blocked", "im2col"])
 def test_inf_weight_times_padding_is_nan(path):
     """Padding is read as stored zeros on every path, so 0 * Inf in the border gives NaN."""
     spec = next(s for s, p in EDGE_CASES.values() if p == path and s[4] != (0, 0))
@@ -224,3 +242,92 @@ def test_direct_entry_point_matches_dispatcher():
     spec, _ = EDGE_CASES["depthwise strided"]
     x, w, b = make(np.random.default_rng(10), spec, np.float32)
     np.testing.assert_array_equal(call(conv2d_direct, spec, x, w, b), call(conv.conv2d, spec, x, w, b))
+
+
+def test_blocked_entry_point_matches_dispatcher():
+    """conv_blocked.conv2d_blocked is what the dispatcher calls for "blocked" shapes."""
+    spec, _ = EDGE_CASES["grouped, 4 channels per group"]
+    x, w, b = make(np.random.default_rng(11), spec, np.float32)
+    np.testing.assert_array_equal(call(conv2d_blocked, spec, x, w, b), call(conv.conv2d, spec, x, w, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_agrees_with_gemm_past_its_range(dtype):
+    """Called directly on a K > BLOCKED_MAX_K shape, blocked matches the BLAS path it yields to."""
+    spec, path = EDGE_CASES["im2col strided, padded"]
+    assert path == "im2col" and path_of(spec) == "im2col"
+    x, w, b = make(np.random.default_rng(12), spec, dtype)
+    general = call(conv.conv2d, spec, x, w, b)
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(call(conv2d_blocked, spec, x, w, b), general, rtol=0,
+                               atol=tolerance(dtype, k) * np.abs(general).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_block_edges(dtype):
+    """Channel counts and pixel counts on both sides of the MR x NR register block."""
+    rng = np.random.default_rng(13)
+    nr = NR[np.dtype(dtype).name]
+    for cog in (1, 2, 3, 4, 5, MR - 1, MR, MR + 1, MR + 2, MR + 3, 2 * MR + 1):
+        for pixels in (1, nr - 1, nr, nr + 1, 2 * nr + 3):
+            spec = ((1, 6, 1, pixels + 2), (2 * cog, 3, 1, 3), (1, pixels), (1, 1), (0, 0), (1, 1), 2)
+            if path_of(spec) == "blocked":
+                check(spec, dtype, rng)
+            else:  # few channels per group go direct: run the blocked kernel itself
+                x, w, b = make(rng, spec, dtype)
+                expected = conv2d_ref(x, w, b, *spec[2:])
+                np.testing.assert_allclose(call(conv2d_blocked, spec, x, w, b), expected, rtol=0,
+                                           atol=tolerance(dtype, 9) * max(1.0, np.abs(expected).max()))
+
+
+def mode_of(spec, dtype):
+    x, w, out_hw, stride, _, dilation, groups = spec
+    return _mode_for(x, w, (x[0], w[0], *out_hw), *stride, *dilation, groups, np.dtype(dtype).itemsize)
+
+
+BLOCKED_CASES = [name for name, (_, path) in EDGE_CASES.items() if path == "blocked"]
+
+
+def test_blocked_cases_reach_both_sources():
+    modes = {mode_of(EDGE_CASES[name][0], np.float32) for name in BLOCKED_CASES}
+    assert modes == {"block", "im2col"}
+    assert mode_of(THREADED["blocked"], np.float64) == "block"
+    assert mode_of(THREADED["blocked audio (im2col source)"], np.float32) == "im2col"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BLOCKED_CASES)
+def test_blocked_sources_agree_bitwise(name, dtype):
+    """The phase-split block and im2col feed the micro-kernel the same values in the same order."""
+    spec, _ = EDGE_CASES[name]
+    x, w, b = make(np.random.default_rng(14), spec, dtype)
+    np.testing.assert_array_equal(call(conv2d_blocked, spec, x, w, b),
+                                  call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(30))
+def test_blocked_sources_agree_random(seed, dtype):
+    rng = np.random.default_rng(100 + seed)
+    spec = None
+    while spec is None:
+        spec = random_spec(rng, "blocked")
+    x, w, b = make(rng, spec, dtype)
+    out = call(conv2d_blocked, spec, x, w, b, num_threads=1 + seed % 2)
+    np.testing.assert_array_equal(out, call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b))
+    expected = conv2d_ref(x, w, b, *spec[2:])
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("extra", [1, 2, 3, 4])
+def test_blocked_remainder_variants_same_bits(extra, dtype):
+    """A last channel block of 1..4 channels runs a narrower micro-kernel variant: it must give
+    the same bits as the full-width kernel for the same weights (channel MR + i repeats channel i)."""
+    spec = ((2, 3, 9, 40), (MR + extra, 3, 3, 3), (9, 40), (1, 1), (1, 1), (1, 1), 1)
+    assert path_of(spec) == "blocked"
+    x, w, b = make(np.random.default_rng(15), spec, dtype)
+    w[MR:], b[MR:] = w[:extra], b[:extra]
+    out = call(conv.conv2d, spec, x, w, b)
+    np.testing.assert_array_equal(out[:, MR:], out[:, :extra])
