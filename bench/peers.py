@@ -40,7 +40,7 @@ import runners
 
 # Pause between samples of different implementations, so that one library's spinning OpenMP or
 # onnxruntime workers have gone to sleep before the next library's sample starts.
-SWITCH_PAUSE_S = 0.05  # lets the previous library's spinning worker threads go idle first
+SWITCH_PAUSE_S = 0.25  # > OpenBLAS's and onnxruntime's spin-wait after a call (~0.1-0.2 s here)
 GEMM_SIZE = 2048  # square GEMM of the peak reported once per run: ~17 GFLOP, steady state
 ROUND_GEMM_SIZE = 1536  # the GEMM timed in each case's rounds: near the peak at a third of the cost
 
