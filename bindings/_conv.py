@@ -341,10 +341,11 @@ def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups, 
     for a, name in ((x, "input"), (w, "weight")):
         if not a.flags.c_contiguous:
             _check_size(a.size * a.itemsize, f"contiguous copy of the {name} of size {list(a.shape)}", fn)
-    # a stride matters only where there is more than one position to step over
-    sizes = _pair(x.shape[2:] if transposed else out.shape[2:], 1)
-    stride, pad_begin, dilation = _kernel_ints(
-        (stride, pad_begin, dilation), sizes, _pair(w.shape[2:], 1), fn, ("stride", "padding", "dilation"))
+    if max(max(stride), max(pad_begin), max(dilation)) > _INT_MAX:
+        # a stride matters only where there is more than one position to step over
+        sizes = _pair(x.shape[2:] if transposed else out.shape[2:], 1)
+        stride, pad_begin, dilation = _kernel_ints(
+            (stride, pad_begin, dilation), sizes, _pair(w.shape[2:], 1), fn, ("stride", "padding", "dilation"))
     conv2d, conv_transpose2d, num_threads = _backend(xp)
     x = _as_2d(xp.ascontiguousarray(x), nd)
     w = _as_2d(xp.ascontiguousarray(w), nd)
