@@ -5,8 +5,9 @@ alone (never from num_threads, so every thread count gives the same bits); ``_pa
 
 ``"direct"``    at most DIRECT_MAX_CHANNELS channels per group in and out (depthwise): direct
                 vectorised loops, no GEMM (conv_transpose_direct)
-``"stride1"``   stride 1: one "full" correlation with the flipped kernel, im2col tile + GEMM
-                straight into place (conv_transpose_subpixel)
+``"stride1"``   stride 1: an ordinary conv2d (conv.pyx and its dispatcher) with the flipped kernel
+                and swapped channels, padding d*(k-1)-p; where p > d*(k-1), the "full"
+                correlation of conv_transpose_subpixel (im2col tile + GEMM straight into place)
 ``"subpixel"``  stride > 1 (dilation 1 on that axis): one dense correlation per output phase,
                 GEMM per tile, each output written once (conv_transpose_subpixel)
 ``"col2im"``    stride and dilation > 1 on one axis, weights too large to repack per call, or
@@ -21,6 +22,8 @@ no two threads ever write the same element. It walks the input in tiles of conse
 pixels: one GEMM gives the columns (co, kh, kw) x tile = W_g[:, block]^T X_g[:, tile] in the
 thread's buffer, and col2im adds them into the planes, tile after tile in a fixed order.
 """
+import numpy as np
+
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
@@ -31,6 +34,7 @@ from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, team_size, tile_pixels
 
 from convcore._threads import blas_single_threaded
+from convcore._kernels.conv import conv2d
 from convcore._kernels.conv_transpose_direct import conv_transpose2d_direct
 from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
 
@@ -216,6 +220,14 @@ def _weights_finite(const floating[:, :, :, ::1] w):
     return ok
 
 
+def _flipped(w, Py_ssize_t groups):
+    """The conv weight (C_out, C_in/groups, KH, KW) of a stride-1 transposed conv: channels
+    swapped within each group, kernel rotated by 180 degrees."""
+    cin, cog, kh, kw = w.shape
+    w = np.asarray(w).reshape(groups, cin // groups, cog, kh, kw).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(w.reshape(groups * cog, cin // groups, kh, kw)[:, :, ::-1, ::-1])
+
+
 def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, int dw, int groups,
                      int num_threads):
     path = _path_for(x.shape, w.shape, (sh, sw), (dh, dw), groups, x.itemsize)
@@ -224,6 +236,12 @@ def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, in
     # has none. Such weights take col2im, which forms only torch's products.
     if (path == "stride1" or path == "subpixel") and not _weights_finite(w):
         path = "col2im"
+    kh, kw = w.shape[2], w.shape[3]
+    if path == "stride1" and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+        # an ordinary conv: conv2d's dispatcher has the faster paths for small reductions
+        conv2d(x, _flipped(w, groups), bias, out, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+               dh, dw, groups, num_threads)
+        return
     if path == "direct":
         kernel = conv_transpose2d_direct
     elif path == "col2im":
