@@ -41,6 +41,7 @@ from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
 DIRECT_MAX_CHANNELS = 4  # per group, in and out: below this a GEMM has nothing to chew on
 # the sub-pixel kernel repacks the weights once per call; beyond this col2im reads them in place
 PACKED_WEIGHTS_MAX_BYTES = 32 * 1024 * 1024
+CONV_ROUTE_MIN_MACS = 1 << 20  # stride-1 calls with less work keep the in-module correlation
 
 cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
 
@@ -237,8 +238,10 @@ def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, in
     if (path == "stride1" or path == "subpixel") and not _weights_finite(w):
         path = "col2im"
     kh, kw = w.shape[2], w.shape[3]
-    if path == "stride1" and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+    if (path == "stride1" and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+            and x.size * w.shape[1] * kh * kw >= CONV_ROUTE_MIN_MACS):
         # an ordinary conv: conv2d's dispatcher has the faster paths for small reductions
+        # (tiny calls stay here: the weight flip and conv2d's set-up would dominate them)
         conv2d(x, _flipped(w, groups), bias, out, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
                dh, dw, groups, num_threads)
         return

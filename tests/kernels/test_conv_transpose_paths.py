@@ -227,3 +227,35 @@ def test_subpixel_tile_size_changes_only_rounding(name, dtype):
         conv_transpose_subpixel.set_tile_bytes(old)
     k = x.shape[1] * w.shape[2] * w.shape[3]
     np.testing.assert_allclose(small, default, rtol=0, atol=tolerance(dtype, k) * np.abs(default).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(12))
+def test_stride1_above_the_conv_route_threshold(seed, dtype):
+    """Stride-1 calls with enough work run as conv2d with the flipped kernel when the padding
+    fits (p <= d*(k-1)), and as the in-module correlation otherwise: both match the reference,
+    with the same bits for any thread count."""
+    rng = np.random.default_rng(1000 + seed)
+    groups = int(rng.choice([1, 2, 4]))
+    cig, cog = (int(v) for v in rng.integers(8, 24, size=2))
+    kh, kw = (int(v) for v in rng.integers(2, 6, size=2))
+    dh, dw = (int(v) for v in rng.integers(1, 3, size=2))
+    ph, pw = (int(rng.integers(0, d * (k - 1) + 3)) for d, k in ((dh, kh), (dw, kw)))
+    oph, opw = (int(rng.integers(0, d)) for d in (dh, dw))
+    n, h, wd = 4, int(rng.integers(24, 48)), int(rng.integers(24, 48))
+    oh, ow = out_size(h, kh, 1, ph, dh, oph), out_size(wd, kw, 1, pw, dw, opw)
+    if oh < 1 or ow < 1:
+        pytest.skip("empty output")
+    x = rng.standard_normal((n, groups * cig, h, wd)).astype(dtype)
+    w = rng.standard_normal((groups * cig, cog, kh, kw)).astype(dtype)
+    b = rng.standard_normal(groups * cog).astype(dtype)
+    assert x.size * cog * kh * kw >= conv_transpose.CONV_ROUTE_MIN_MACS
+    outs = []
+    for nt in (1, 2):
+        out = np.full((n, groups * cog, oh, ow), np.nan, dtype)
+        conv_transpose.conv_transpose2d(x, w, b, out, 1, 1, ph, pw, dh, dw, groups, nt)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
+    ref = conv_transpose2d_ref(x, w, b, (oh, ow), (1, 1), (ph, pw), (dh, dw), groups)
+    scale = max(1.0, np.abs(ref).max())
+    assert np.abs(outs[0] - ref).max() <= tolerance(dtype, cig * kh * kw) * scale
