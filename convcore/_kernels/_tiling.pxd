@@ -16,6 +16,10 @@ cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
+cdef inline Py_ssize_t clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
 cdef inline Py_ssize_t tile_pixels(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t itemsize,
                                    Py_ssize_t budget, Py_ssize_t planes) noexcept nogil:
     """Pixels per tile: a (rows, tile) column block fits `budget` bytes, at least MIN_TILE

@@ -24,7 +24,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport ceil_div, team_size
+from convcore._kernels._tiling cimport ceil_div, clamp, team_size
 
 cdef enum:
     MAX_PASS_TAPS = 5     # taps summed per pass over the accumulator
@@ -90,13 +90,8 @@ cdef inline void tap_pass(floating* acc, bint add, floating b, const floating* s
 cdef inline void load_block(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
                             Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t hp, Py_ssize_t wp) noexcept nogil:
     """blk[r, c] = x[y0 + r, x0 + c], or 0 outside the input, for an (hp, wp) block."""
-    cdef Py_ssize_t r, iy, a = -x0 if x0 < 0 else 0, e = wd - x0
-    if a > wp:
-        a = wp
-    if e > wp:
-        e = wp
-    if e < a:
-        e = a
+    cdef Py_ssize_t r, iy, a = clamp(-x0, 0, wp), e
+    e = clamp(wd - x0, a, wp)
     for r in range(hp):
         iy = y0 + r
         if iy < 0 or iy >= h:
