@@ -4,6 +4,7 @@ from typing import NamedTuple
 import numpy as np
 
 from convcore import _shapes
+from convcore._gpu import _plan
 from reference import conv2d_ref, conv_transpose2d_ref
 
 
@@ -22,6 +23,14 @@ class Case(NamedTuple):
         ref = conv_transpose2d_ref if self.transposed else conv2d_ref
         return ref(self.x, self.w, self.bias if self.bias.size else None, self.out_shape[2:],
                    self.stride, self.pad, self.dilation, self.groups)
+
+    def paths(self):
+        """Every GPU launch plan that can compute this case (the launcher picks one)."""
+        if self.transposed:
+            return _plan.conv_transpose2d_paths(self.x.shape, self.w.shape, self.out_shape,
+                                                self.stride, self.pad, self.dilation, self.groups)
+        return _plan.conv2d_paths(self.x.shape, self.w.shape, self.out_shape, self.stride, self.pad,
+                                  self.groups)
 
     def reduction_length(self):
         cig = self.x.shape[1] // self.groups

@@ -27,14 +27,6 @@ def cp():
     return cupy
 
 
-def _paths(case):
-    if case.transposed:
-        return _plan.conv_transpose2d_paths(case.x.shape, case.w.shape, case.out_shape,
-                                            case.stride, case.pad, case.dilation, case.groups)
-    return _plan.conv2d_paths(case.x.shape, case.w.shape, case.out_shape, case.stride, case.pad,
-                              case.groups)
-
-
 def _run_path(cp, case, path, scratch_bytes=None):
     """One case through one forced path with the device's real limits; returns cupy out."""
     grid_cap, device_scratch = _gpu.device_limits()
@@ -68,7 +60,7 @@ def test_kernel_contract_every_path(cp, dtype, transposed):
     for _ in range(100):
         case = random_case(rng, dtype, transposed)
         assert_close(_kernel_call(cp, case).get(), case)
-        for path in _paths(case):
+        for path in case.paths():
             assert_close(_run_path(cp, case, path).get(), case)
             # a tiny scratch budget: one image per im2col/col2im chunk
             assert_close(_run_path(cp, case, path, scratch_bytes=1).get(), case)
@@ -192,7 +184,7 @@ def test_bitwise_deterministic(cp, transposed):
     for dtype in DTYPES:
         for _ in range(20):
             case = random_case(rng, dtype, transposed)
-            for path in _paths(case):
+            for path in case.paths():
                 first = _bits(_run_path(cp, case, path))
                 second = _bits(_run_path(cp, case, path))
                 assert bool((first == second).all()), path

@@ -113,14 +113,6 @@ def run_plan(device, case, path=None, max_blocks=1 << 30, scratch_budget=1 << 30
     return buffers["out"], plan
 
 
-def _paths(case):
-    if case.transposed:
-        return _plan.conv_transpose2d_paths(case.x.shape, case.w.shape, case.out_shape,
-                                            case.stride, case.pad, case.dilation, case.groups)
-    return _plan.conv2d_paths(case.x.shape, case.w.shape, case.out_shape, case.stride, case.pad,
-                              case.groups)
-
-
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_every_path_matches_reference(devices, dtype, transposed):
@@ -132,7 +124,7 @@ def test_every_path_matches_reference(devices, dtype, transposed):
     seen = set()
     for _ in range(200):
         case = random_case(rng, dtype, transposed)
-        for path in _paths(case):
+        for path in case.paths():
             max_blocks = int(rng.choice([1, 2, 3, 1 << 30]))
             budget = int(rng.integers(1, 2000))
             out, plan = run_plan(device, case, path, max_blocks, budget)
@@ -151,7 +143,7 @@ def test_kernels_are_bitwise_independent_of_the_grid(devices, transposed):
     device = devices[np.dtype(np.float32)]
     for _ in range(40):
         case = random_case(rng, np.float32, transposed)
-        for path in _paths(case):
+        for path in case.paths():
             full, _ = run_plan(device, case, path, scratch_budget=1 << 30)
             capped, _ = run_plan(device, case, path, max_blocks=1, scratch_budget=1 << 30)
             np.testing.assert_array_equal(full.view(np.uint32), capped.view(np.uint32))
