@@ -3,21 +3,23 @@
 Paths, chosen from shapes only by ``_path_for``:
 
 * ``"direct"`` (convcore._kernels.conv_direct): few output channels per group (depthwise,
-  small channel multipliers, one to three output maps), where a GEMM's M would starve the BLAS
+  small channel multipliers, one to three output maps), where a GEMM's M would starve the
   micro-kernel; not for 1x1 kernels (no taps to share a loaded block), and not for kernel
   extents or strides so large that its padded input block would be mostly unread.
 * ``"gemm"``: 1x1, stride 1, no padding: the input plane already is the column matrix.
 * ``"blocked"`` (convcore._kernels.conv_blocked): reductions K = Cin/groups*KH*KW up to
-  BLOCKED_MAX_K: im2col tile + a register-blocked micro-kernel that sums each output over K
-  in registers, bias included, and stores it once (no BLAS packing, no bias pre-fill).
+  BLOCKED_MAX_K: the micro-kernel reads a phase-split input block or an im2col tile in place
+  and sums each output over all of K in registers, bias included.
 * ``"im2col"``: everything else (1x1 with stride or padding included: im2col is then a gather).
 
 A GEMM work item is (image, group, tile of consecutive output pixels). Its im2col block
-(Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and one GEMM writes
-the (Cout/groups, tile) result straight into ``out``; the "gemm" path skips im2col.
+(Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and the micro-kernel GEMM
+(convcore._kernels._microkernel: weights packed once per call, K in chunks of KC, columns
+copied into L1-sized panels) writes the (Cout/groups, tile) result, bias included, straight into
+``out``; the "gemm" path skips im2col. Weights whose packed copy would pass 32 MB are read in
+place by OpenBLAS instead (bias pre-filled, then beta = 1).
 """
 from cython cimport floating
-from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
@@ -26,6 +28,7 @@ from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
+from convcore._kernels._microkernel cimport pack_groups, packed_gemm, padded_rows, panel_len
 
 from convcore._kernels.conv_blocked import conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
@@ -39,14 +42,17 @@ cdef enum:
     DIRECT_MAX_COG_STRIDED = 2
     DIRECT_MAX_EXTENT = 256  # kernel extent (KH-1)*dh+1, (KW-1)*dw+1: bounds its block
     DIRECT_MAX_STRIDE = 64   # its block rows hold stride elements per output column
-    # measured (Zen 4, float32 and float64, 1 and 2 threads): the blocked micro-kernel beats
-    # OpenBLAS from K = 10 (audio stem) to K = 576 (ResNet 3x3, 64 channels), ties at 1152;
-    # past that its (K, NR) column panel and (K, MR) weight panel no longer fit in L1
-    BLOCKED_MAX_K = 640
+    # measured (Zen 4, 2 threads): reading the im2col tile in place with no reduction chunks, the
+    # micro-kernel matches or beats the packed GEMM up to K = 4096 (3x3 over 128..256 channels:
+    # 5-30% faster, 1-D K = 4096: 5%); at K = 4608 over 7x7 images its (K, tile) source no
+    # longer stays in L2 and the chunked, packed GEMM is 10-20% faster
+    BLOCKED_MAX_K = 4096
 
 # column buffer per thread: about one L2 (Zen 4: 1 MB); 512 KB measured ~8% slower in
 # float64 on a ResNet 3x3 layer, equal in float32
 cdef Py_ssize_t _tile_bytes = 1024 * 1024
+# packed weights beyond this (a copy per call) are read in place by OpenBLAS instead
+cdef Py_ssize_t _packed_max_bytes = 32 * 1024 * 1024
 
 
 def set_tile_bytes(Py_ssize_t nbytes):
@@ -54,6 +60,14 @@ def set_tile_bytes(Py_ssize_t nbytes):
     global _tile_bytes
     old = _tile_bytes
     _tile_bytes = max(nbytes, 1)
+    return old
+
+
+def set_packed_max_bytes(Py_ssize_t nbytes):
+    """Largest packed-weight copy for the micro-kernel GEMM (tests force OpenBLAS with 0); returns the old one."""
+    global _packed_max_bytes
+    old = _packed_max_bytes
+    _packed_max_bytes = nbytes
     return old
 
 
@@ -65,46 +79,59 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
                      bint direct) except -1:
     """The "gemm" path when `direct`, else "im2col"."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups
-    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
-    if ohw > INT_MAX or hw > INT_MAX or k > INT_MAX:
+    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, mp = padded_rows(cog)
+    # weights packed once per call for the micro-kernel GEMM; past the budget, OpenBLAS reads
+    # them in place (its int sizes must then hold the plane and the kernel)
+    cdef bint packed = groups * mp * k * <Py_ssize_t>sizeof(floating) <= _packed_max_bytes
+    if not packed and (ohw > INT_MAX or h * wd > INT_MAX or k > INT_MAX):
         raise ValueError("conv2d: an image plane or kernel exceeds the BLAS index range (2**31 - 1)")
-    # with no column buffer the tile only spreads work: longer rows of x stream faster into
-    # OpenBLAS's packing (measured ~7% on a 1x1 layer against 512 KB tiles)
-    cdef Py_ssize_t tile = tile_pixels(ohw, k, sizeof(floating), PY_SSIZE_T_MAX if direct else _tile_bytes,
-                                       n * groups)
+    # the tile's (K, tile) column block, or with no column buffer its (C_out/groups, tile) result,
+    # stays in L2 while the micro-kernel re-reads it per reduction chunk
+    cdef Py_ssize_t tile = tile_pixels(ohw, cog if direct else k, sizeof(floating), _tile_bytes, n * groups)
     cdef Py_ssize_t ntiles = (ohw + tile - 1) // tile
     cdef Py_ssize_t items = n * groups * ntiles
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
-    cdef Py_ssize_t col_len = 0 if direct else k * tile
+    # per thread: the column block, then the micro-kernel's column panel
+    cdef Py_ssize_t col_len = (0 if direct else k * tile) + (panel_len(<floating>0) if packed else 0)
     cdef floating* cols = NULL
+    cdef floating* wpk = NULL
     if col_len:
         cols = <floating*>malloc(nt * col_len * sizeof(floating))
         if cols == NULL:
             raise MemoryError()
     try:
-        if nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
+        if packed:
+            wpk = <floating*>malloc(groups * mp * (k + 1) * sizeof(floating))
+            if wpk == NULL:
+                raise MemoryError()
+            pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
+            conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
+                         cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+        elif nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
             with blas_single_threaded():
-                conv2d_items(x, w, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
+                conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
                              cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         else:
-            conv2d_items(x, w, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
+            conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
                          cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
     finally:
         free(cols)
+        free(wpk)
     return 0
 
 
-cdef void conv2d_items(const floating* x, const floating* w, const floating* bias, bint has_bias,
-                       floating* out, floating* cols, Py_ssize_t col_len, bint direct,
+cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk, const floating* bias,
+                       bint has_bias, floating* out, floating* cols, Py_ssize_t col_len, bint direct,
                        Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t tile,
                        Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
-    cdef Py_ssize_t cig = cin // groups, cog = cout // groups
+    """wpk: the packed weights and biases (micro-kernel GEMM), or NULL (OpenBLAS on w)."""
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, mp = padded_rows(cog)
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
-    cdef Py_ssize_t item, img, g, p0, p, co, ng, q
-    cdef int tid, ldb
+    cdef Py_ssize_t item, img, g, p0, p, co, ng, q, ldb
+    cdef int tid
     cdef floating* col
     cdef floating* dst
     cdef floating b
@@ -120,21 +147,26 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* bia
             p = min(tile, ohw - p0)
             dst = out + (img * cout + g * cog) * ohw + p0
             src = x + (img * cin + g * cig) * hw
+            col = cols + tid * col_len
             if direct:
                 src = src + p0
-                ldb = <int>hw
+                ldb = hw
             else:
-                col = cols + tid * col_len
                 im2col(src, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, col, p)
                 src = col
-                ldb = <int>p
+                ldb = p
+                col = col + k * p
+            if wpk != NULL:
+                packed_gemm(cog, p, k, wpk + g * mp * k,
+                            wpk + groups * mp * k + g * mp if has_bias else NULL, src, ldb, dst, ohw, col)
+                continue
             if has_bias:
                 for co in range(cog):
                     b = bias[g * cog + co]
                     for q in range(p):
                         dst[co * ohw + q] = b
             gemm(False, False, <int>cog, <int>p, <int>k, <floating>1, w + g * cog * k, <int>k,
-                 src, ldb, <floating>(1 if has_bias else 0), dst, <int>ohw)
+                 src, <int>ldb, <floating>(1 if has_bias else 0), dst, <int>ohw)
 
 
 cdef enum Path:

@@ -1,11 +1,11 @@
-"""conv2d by a register-blocked micro-kernel, for reductions too short or GEMMs too thin for BLAS.
+"""conv2d by the register-blocked micro-kernel (convcore._kernels._microkernel) reading its
+source in place, for short and medium reductions (K = Cin/groups*KH*KW: a one-channel audio
+stem, an RGB stem, grouped convs with few channels per group, a 3x3 conv over 64 channels).
 
-With a short reduction (K = Cin/groups*KH*KW: a one-channel audio stem, an RGB stem, grouped
-convs with few channels per group, up to a 3x3 conv over 64 channels) OpenBLAS spends much
-of its time packing and on the bias pre-fill it must read back. Here every (MR output
-channels, NR output pixels) block of the result is summed in registers over all of K,
-starting from the bias, and stored once. Tap k of pixel q is read at src[koff[k] + q] from
-one of two per-thread sources, both sized to stay in L2:
+Every (MR output channels, NR output pixels) block of the result is summed in registers over
+all of K, starting from the bias, and stored once: no copy of the columns into panels, no
+reduction chunks. Tap k of pixel q is read at src[koff[k] + q] from one of two per-thread
+sources, both sized to stay in L2:
 
 * "block": a work item is (image, group, tile of whole output rows). Each input channel's
   window is copied once, zero-padded and split into its stride phases (row phase rho,
@@ -32,104 +32,17 @@ from libc.string cimport memcpy
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, clamp, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
-
-cdef extern from *:
-    """
-    /* GCC/Clang vector extensions: the vector width follows the target (-march), and the
-       accumulator block fits its register file (32 zmm with AVX-512, 16 ymm/xmm otherwise). */
-    #include <stddef.h>
-    #include <string.h>
-    #if defined(__AVX512F__)
-    #define CCB_VBYTES 64
-    #define CCB_MR 8
-    #elif defined(__AVX__)
-    #define CCB_VBYTES 32
-    #define CCB_MR 6
-    #else
-    #define CCB_VBYTES 16
-    #define CCB_MR 6
-    #endif
-    /* out[r*ldo + q] = bp[r] + sum_k wp[k*CCB_MR + r] * src[koff[k] + q], r < mr <= RB, q < nr;
-       the block is computed for all RB x NR lanes (src + koff[k] holds NR readable elements)
-       and stored partially when mr < RB or nr < NR. Every lane sees the same operations
-       whatever RB, so the variants below give bitwise equal results. */
-    #define CCB_ROWS(T, SUF, NAME, RB)                                                        \\
-    static inline void NAME(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,           \\
-                            const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) {    \\
-        enum { VL = CCB_VBYTES / sizeof(T) };                                                 \\
-        ccb_v_##SUF a0[RB], a1[RB];                                                           \\
-        _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                                \\
-            a0[r] = (ccb_v_##SUF){0} + bp[r];                                                 \\
-            a1[r] = a0[r];                                                                    \\
-        }                                                                                     \\
-        for (ptrdiff_t k = 0; k < k_n; k++) {                                                 \\
-            ccb_v_##SUF c0 = *(const ccb_v_##SUF*)(src + koff[k]);                            \\
-            ccb_v_##SUF c1 = *(const ccb_v_##SUF*)(src + koff[k] + VL);                       \\
-            const T* wk = wp + k * CCB_MR;                                                    \\
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
-                a0[r] += c0 * wk[r];                                                          \\
-                a1[r] += c1 * wk[r];                                                          \\
-            }                                                                                 \\
-        }                                                                                     \\
-        if (mr == RB && nr == 2 * VL) {                                                       \\
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
-                *(ccb_v_##SUF*)(out + r * ldo) = a0[r];                                       \\
-                *(ccb_v_##SUF*)(out + r * ldo + VL) = a1[r];                                  \\
-            }                                                                                 \\
-        } else {                                                                              \\
-            T tmp[RB][2 * VL];                                                                \\
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) {                            \\
-                *(ccb_v_##SUF*)tmp[r] = a0[r];                                                \\
-                *(ccb_v_##SUF*)(tmp[r] + VL) = a1[r];                                         \\
-            }                                                                                 \\
-            for (int r = 0; r < mr; r++)                                                      \\
-                memcpy(out + r * ldo, tmp[r], nr * sizeof(T));                                \\
-        }                                                                                     \\
-    }
-    /* a last block of few channels (33 = 4*8 + 1) runs the smallest variant that covers it */
-    #define CCB_TILE(T, SUF)                                                                  \\
-    typedef T ccb_v_##SUF __attribute__((vector_size(CCB_VBYTES), aligned(sizeof(T)), may_alias)); \\
-    CCB_ROWS(T, SUF, ccb_rows_##SUF, CCB_MR)                                                  \\
-    CCB_ROWS(T, SUF, ccb_rows4_##SUF, 4)                                                      \\
-    CCB_ROWS(T, SUF, ccb_rows2_##SUF, 2)                                                      \\
-    CCB_ROWS(T, SUF, ccb_rows1_##SUF, 1)                                                      \\
-    static inline void ccb_tile_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,  \\
-                                      const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) { \\
-        if (mr > 4)                                                                           \\
-            ccb_rows_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                         \\
-        else if (mr > 2)                                                                      \\
-            ccb_rows4_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
-        else if (mr == 2)                                                                     \\
-            ccb_rows2_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
-        else                                                                                  \\
-            ccb_rows1_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);                        \\
-    }
-    CCB_TILE(float, f)
-    CCB_TILE(double, d)
-    #define CCB_NR_F (2 * CCB_VBYTES / (int)sizeof(float))
-    #define CCB_NR_D (2 * CCB_VBYTES / (int)sizeof(double))
-    """
-    const int CCB_MR
-    const int CCB_NR_F
-    const int CCB_NR_D
-    void ccb_tile_f(Py_ssize_t k_n, const float* wp, const float* bp, const float* src,
-                    const Py_ssize_t* koff, float* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
-    void ccb_tile_d(Py_ssize_t k_n, const double* wp, const double* bp, const double* src,
-                    const Py_ssize_t* koff, double* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
+from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, pack_groups, tile
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the packed weights
 cdef Py_ssize_t SRC_BYTES = 256 * 1024
+cdef enum:
+    BLOCK_MAX_K = 640  # longest reduction read from a phase-split block (below)
 MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
-
-
-cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, const floating* src,
-                      const Py_ssize_t* koff, floating* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil:
-    if floating is float:
-        ccb_tile_f(k_n, wp, bp, src, koff, out, ldo, mr, nr)
-    else:
-        ccb_tile_d(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+# reduction chunk of the packed GEMM (convcore._kernels._microkernel): KC x NR column panels
+KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
 
 
 cdef inline void store_blocks(Py_ssize_t k, const floating* wpk, const floating* bpk, const floating* src,
@@ -192,6 +105,11 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     # the block copies about stride_h*stride_w input values per output and input channel, im2col
     # writes KH*KW: with strides past the kernel most of the block would never be read
     if sh * sw > kh * kw:
+        return 0
+    # with long reductions the block holds few output rows of many channels and most of its
+    # tile is re-read per channel block from beyond L2: im2col tiles measured 1.4-1.5x faster
+    # (3x3 over 128 channels stride 2, 512 channels on 7x7 or 9x9 images)
+    if cig * kh * kw > BLOCK_MAX_K:
         return 0
     # items are whole output rows: too few rows to spread over threads, im2col tiles pixels
     if oh_n * planes < WANT_ITEMS:
@@ -264,15 +182,8 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         free(koff)
         raise MemoryError()
     cdef floating* bpk = wpk + groups * ncb * mr_n * k
-    cdef Py_ssize_t co, kk, g, cb, r
-    for co in range(cout):
-        g = co // cog
-        cb = (co - g * cog) // mr_n
-        r = (co - g * cog) - cb * mr_n
-        for kk in range(k):
-            wpk[((g * ncb + cb) * k + kk) * mr_n + r] = w[co * k + kk]
-        if has_bias:
-            bpk[(g * ncb + cb) * mr_n + r] = bias[co]
+    cdef Py_ssize_t kk, g, cb, r
+    pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, bpk, nt)
     for ci in range(cig):
         for i in range(kh):
             for j in range(kw):

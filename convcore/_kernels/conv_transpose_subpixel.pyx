@@ -20,14 +20,13 @@ sizes depend on shapes only: the same bits for any thread count.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 
-from convcore._kernels._blas cimport gemm
+from convcore._kernels._microkernel cimport CCB_MR, packed_gemm, padded_rows, panel_len
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_TILE, WANT_ITEMS, ceil_div, team_size
+from convcore._kernels._tiling cimport MIN_TILE, WANT_ITEMS, ceil_div, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 
-from convcore._threads import blas_single_threaded
 
 # column block + GEMM results per thread: a quarter of L2, so that they and the output lines
 # they fill stay cached (measured best for shallow GEMMs such as 16 -> 33 channels, 3x3 s2)
@@ -69,8 +68,9 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                      Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
     """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
     (members*cog, cig*Ty*Tx) matrix: row (member, co), column (ci, ty, tx), value
-    w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx]."""
-    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt
+    w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for packed_gemm (rows past the end
+    are zeroed by the caller)."""
+    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt, row, r
     cdef Py_ssize_t mem, co, co0, co1, ci, ty, tx, k0, cb, dy = ay.ks * ge.kw, dx = ax.ks
     cdef floating* base
     cdef floating* dst
@@ -91,14 +91,22 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
             m = nmem * ge.cog
             for mem in range(nmem):
                 k0 = ay.k0[ay.first[cy] + mem // nmx] * ge.kw + ax.k0[ax.first[cx] + mem % nmx]
-                base = wp + woff[pr] + (g * m + mem * ge.cog) * kdim
+                base = wp + woff[pr] + g * padded_rows(m) * kdim
                 for ci in range(c0, c1):
-                    for co in range(co0, co1):
-                        src = w + ((g * ge.cig + ci) * ge.cog + co) * kk + k0
-                        dst = base + co * kdim + ci * tt
-                        for ty in range(ty_n):
-                            for tx in range(tx_n):
-                                dst[ty * tx_n + tx] = src[ty * dy + tx * dx]
+                    for ty in range(ty_n):
+                        for tx in range(tx_n):
+                            # column (ci, ty, tx); rows (mem, co) in the micro-kernel's packed
+                            # layout, so that consecutive co are consecutive in memory
+                            src = w + (g * ge.cig + ci) * ge.cog * kk + k0 + ty * dy + tx * dx
+                            row = mem * ge.cog + co0
+                            dst = base + ((row // CCB_MR) * kdim + ci * tt + ty * tx_n + tx) * CCB_MR
+                            r = row % CCB_MR
+                            for co in range(co0, co1):
+                                dst[r] = src[co * kk]
+                                r = r + 1
+                                if r == CCB_MR:
+                                    r = 0
+                                    dst = dst + kdim * CCB_MR
 
 
 cdef Py_ssize_t segments(const Axis* ay, Py_ssize_t cy, const Geometry* ge, Py_ssize_t v0,
@@ -247,15 +255,18 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
     cdef Py_ssize_t* nps
     cdef floating* col
     cdef floating* cbufs
+    cdef floating* panel
     cdef const floating* bmat
-    cdef int tid, ldb
+    cdef Py_ssize_t ldb
+    cdef int tid
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
         # an item is (group, segment, tile, y class): it computes every x class of its rows
         for item in prange(items, schedule="dynamic"):
-            col = scratch + tid * (col_len + ax.ncls * c_len)
+            col = scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0))
             cbufs = col + col_len
+            panel = cbufs + ax.ncls * c_len
             sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
             nps = sg + seg_cap
             cy = item % ay.ncls
@@ -283,13 +294,13 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                     # the tile lies in one image (segments are images) and covers consecutive pixels
                     img = v0 // seg_len
                     bmat = x + (img * ge.cin + g * ge.cig) * seg_len + (v0 - img * seg_len)
-                    ldb = <int>seg_len
+                    ldb = seg_len
                 else:
                     im2col(x, ay, ax, cy, cx, ge, g, sg, ns, col)
                     bmat = col
-                    ldb = <int>np_
-                gemm(False, False, <int>m, <int>np_, <int>kdim, <floating>1, wp + woff[pr] + g * m * kdim,
-                     <int>kdim, bmat, ldb, <floating>0, cbufs + cx * c_len, <int>np_)
+                    ldb = np_
+                packed_gemm(m, np_, kdim, wp + woff[pr] + g * padded_rows(m) * kdim, NULL, bmat, ldb,
+                            cbufs + cx * c_len, np_, panel)
             write_out(cbufs, c_len, nps, nps + ax.ncls, srcs + tid * ge.sw, nps + 2 * ax.ncls,
                       nps + 2 * ax.ncls + ge.sw, bias, out, ay, ax, cy, ge, g, sg, ns)
 
@@ -360,7 +371,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
             # pair pr packs groups blocks of (m, kdim); pairs without taps pack nothing
             woff[pr] = wp_len
-            wp_len += groups * m * kdim
+            wp_len += groups * padded_rows(m) * kdim
             if kdim:
                 k_max = max(k_max, kdim)
                 direct = pair_direct(&ay, &ax, cy, cx, &ge)
@@ -378,8 +389,9 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         items = groups * nseg * tps * ay.ncls
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
-            wp = <floating*>malloc(wp_len * sizeof(floating))
-        scratch = <floating*>malloc(nt * (col_rows + ax.ncls * c_rows) * tile * sizeof(floating))
+            wp = <floating*>calloc(wp_len, sizeof(floating))
+        scratch = <floating*>malloc(nt * ((col_rows + ax.ncls * c_rows) * tile + panel_len(<floating>0))
+                                    * sizeof(floating))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
         # offset, per x phase its output column and end
         seg_cap = 4 * (tile // ge.qxm + 2)
@@ -393,13 +405,8 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                 g = r // nblk
                 c0 = (r - g * nblk) * PACK_CI
                 pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
-        if nt > 1 or c_rows * tile * rows_max >= BLAS_SERIAL_MNK:
-            with blas_single_threaded():
-                run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
-                          c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
-        else:
-            run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
-                      c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
+        run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
+                  c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
     finally:
         free(srcs)
         free(segs)

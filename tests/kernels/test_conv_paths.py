@@ -60,9 +60,9 @@ def random_spec(rng, path):
     if path == "direct":
         cog = int(rng.integers(1, 4))
         cig = int(rng.choice([1, 1, 2, 3, 8]))
-    elif path == "im2col":  # a reduction past BLOCKED_MAX_K
+    elif path == "im2col":  # a reduction past BLOCKED_MAX_K (4096)
         cog = int(rng.integers(4, 9))
-        cig = int(rng.integers(130, 200))
+        cig = int(rng.integers(1370, 1500))
     else:
         # around the micro-kernel's MR channel block: partial, whole and several blocks
         cog = int(rng.integers(4, 2 * MR + 3))
@@ -138,9 +138,11 @@ EDGE_CASES = {
     "one pixel, K = 1": (((1, 2, 1, 1), (10, 1, 1, 1), (1, 1), (2, 2), (0, 0), (1, 1), 2), "blocked"),
     "pixel tiles, several per image": (((1, 3, 70, 90), (17, 3, 7, 7), (35, 45), (2, 2), (3, 3), (1, 1), 1), "blocked"),
     "grouped, 4 channels per group": (((2, 32, 9, 11), (32, 4, 3, 3), (9, 11), (1, 1), (1, 1), (1, 1), 8), "blocked"),
-    "K = BLOCKED_MAX_K": (((1, 64, 6, 7), (9, 64, 1, 10), (6, 4), (1, 1), (0, 3), (1, 1), 1), "blocked"),
-    "K past BLOCKED_MAX_K": (((1, 64, 6, 7), (9, 64, 1, 11), (6, 4), (1, 1), (0, 4), (1, 1), 1), "im2col"),
-    "im2col strided, padded": (((2, 80, 9, 10), (12, 80, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 1), "im2col"),
+    "K = BLOCKED_MAX_K": (((1, 256, 6, 7), (9, 256, 1, 16), (6, 4), (1, 1), (0, 6), (1, 1), 1), "blocked"),
+    "K past BLOCKED_MAX_K": (((1, 256, 6, 7), (9, 256, 1, 17), (6, 4), (1, 1), (0, 7), (1, 1), 1), "im2col"),
+    "im2col strided, padded": (((2, 460, 9, 10), (12, 460, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 1), "im2col"),
+    "blocked, long reduction, im2col source": (((2, 100, 9, 10), (12, 100, 3, 3), (9, 10), (1, 1), (1, 1), (1, 1), 1),
+                                               "blocked"),
     "block, one row per item": (((4, 4, 1, 200), (12, 2, 1, 5), (1, 100), (1, 2), (0, 2), (1, 1), 2), "blocked"),
     "block, no discarded columns": (((2, 5, 12, 13), (9, 5, 3, 1), (12, 13), (1, 1), (1, 0), (1, 1), 1), "blocked"),
     "block, row and column phases": (((3, 6, 17, 19), (10, 3, 3, 3), (9, 10), (2, 2), (1, 1), (1, 1), 2), "blocked"),
@@ -180,7 +182,7 @@ THREADED = {
     "blocked": ((3, 32, 24, 24), (48, 16, 3, 3), (22, 22), (1, 1), (1, 1), (2, 2), 2),
     "blocked grouped strided": ((6, 64, 31, 29), (64, 4, 3, 3), (16, 15), (2, 2), (1, 1), (1, 1), 16),
     "blocked audio (im2col source)": ((1, 1, 1, 40000), (64, 1, 1, 10), (1, 7999), (1, 5), (0, 0), (1, 1), 1),
-    "im2col": ((2, 96, 20, 20), (40, 96, 3, 3), (20, 20), (1, 1), (1, 1), (1, 1), 1),
+    "im2col": ((2, 460, 12, 12), (40, 460, 3, 3), (12, 12), (1, 1), (1, 1), (1, 1), 1),
 }
 
 

@@ -1,0 +1,253 @@
+# The register-blocked micro-kernels and the packed GEMM built on them, shared by the conv2d
+# paths (conv, conv_blocked) and the sub-pixel transposed path.
+#
+# A micro-kernel call sums a block of MR rows x NR columns of the result in registers over a run
+# of the reduction, starting from a per-row init (bias or 0) or from the stored block, and stores
+# it once. Weights ("A") are packed per block of MR rows as (K, MR), rows past the end zero, so
+# that a block's weights are read front to back. Every result element is
+# init + a[0]*b[0] + ... + a[K-1]*b[K-1] in that order, whatever the blocking, tile or thread, so
+# the results are bitwise identical for any num_threads.
+from cython cimport floating
+from cython.parallel cimport prange
+
+cdef extern from *:
+    """
+    /* GCC/Clang vector extensions: the vector width follows the target (-march), and the
+       accumulator block fits its register file (32 zmm with AVX-512, 16 ymm/xmm otherwise). */
+    #include <stddef.h>
+    #include <string.h>
+    #if defined(__AVX512F__)
+    #define CCB_VBYTES 64
+    #define CCB_MR 8
+    #elif defined(__AVX__)
+    #define CCB_VBYTES 32
+    #define CCB_MR 6
+    #else
+    #define CCB_VBYTES 16
+    #define CCB_MR 6
+    #endif
+    /* vectors per row of the block (NR = 2 vectors); 3 (24 zmm accumulators) measured slower */
+    #define CCB_NV 2
+    /* bytes of one packed column panel (KC x NR): it stays in L1 while every row block reads it */
+    #define CCP_PANEL_BYTES 16384
+    /* up to this many rows of A a column panel is read in place: a copy would be read once */
+    #ifndef CCP_UNPACKED_ROWS
+    #define CCP_UNPACKED_ROWS CCB_MR
+    #endif
+
+    /* The block: NV (1 or 2) accumulator vectors per row (NV*VL columns) for RB rows; init from
+       bp[r] (bp NULL: 0), or from out when acc; then K steps a[r] += src(k) * wp[k*MR + r];
+       then stored, partially when mr < RB or nr < NR. Every lane sees the same operations
+       whatever RB, so the variants below give bitwise equal results. SRC(k) is the address of
+       column k's NR values: koff[k] + src (gathered sources) or src + k*lds (matrix rows). */
+    #define CCB_BLOCK(T, SUF, RB, NVEC, SRC)                                                  \\
+        enum { VL = CCB_VBYTES / sizeof(T), NV = NVEC };                                      \\
+        typedef ccb_v_##SUF V;                                                                \\
+        /* two named accumulator arrays, not a[RB][NV]: GCC then keeps them in place          \\
+           across iterations (the 2-D array cost register moves in the loop, 2-4%) */         \\
+        V a0[RB], a1[RB];                                                                     \\
+        T tmp[RB][2 * VL];                                                                    \\
+        int full = mr == RB && nr == NV * VL;                                                 \\
+        if (!full) {                                                                          \\
+            memset(tmp, 0, sizeof(tmp));                                                      \\
+            for (int r = 0; acc && r < mr; r++)                                               \\
+                memcpy(tmp[r], out + r * ldo, nr * sizeof(T));                                \\
+        }                                                                                     \\
+        _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                               \\
+            T* o = full ? out + r * ldo : tmp[r];                                             \\
+            if (acc) {                                                                        \\
+                a0[r] = *(V*)o;                                                               \\
+                a1[r] = NV > 1 ? *(V*)(o + VL) : a0[r];                                       \\
+            } else {                                                                          \\
+                a0[r] = (V){0} + (bp ? bp[r] : (T)0);                                         \\
+                a1[r] = a0[r];                                                                \\
+            }                                                                                 \\
+        }                                                                                     \\
+        for (ptrdiff_t k = 0; k < k_n; k++) {                                                 \\
+            const T* s = SRC(k);                                                              \\
+            V c0 = *(const V*)s;                                                              \\
+            V c1 = NV > 1 ? *(const V*)(s + VL) : c0;                                         \\
+            const T* wk = wp + k * CCB_MR;                                                    \\
+            _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                           \\
+                a0[r] += c0 * wk[r];                                                          \\
+                if (NV > 1)                                                                   \\
+                    a1[r] += c1 * wk[r];                                                      \\
+            }                                                                                 \\
+        }                                                                                     \\
+        _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                               \\
+            T* o = full ? out + r * ldo : tmp[r];                                             \\
+            *(V*)o = a0[r];                                                                   \\
+            if (NV > 1)                                                                       \\
+                *(V*)(o + VL) = a1[r];                                                        \\
+        }                                                                                     \\
+        if (!full)                                                                            \\
+            for (int r = 0; r < mr; r++)                                                      \\
+                memcpy(out + r * ldo, tmp[r], nr * sizeof(T));
+    #define CCB_SRC_GATHER(k) (src + koff[k])
+    #define CCB_SRC_ROWS(k) (src + (k) * lds)
+    /* per row-block height RB: full width (CCB_NV vectors) and half width (one vector, for   \\
+       the last columns of a row: nr <= VL), over gathered (ccb) or matrix-row (ccp) sources */\\
+    #define CCB_ROWS(T, SUF, RB, NAME, NVEC)                                                  \\
+    static inline void ccb_rows##RB##NAME##_##SUF(ptrdiff_t k_n, const T* wp, const T* bp,    \\
+                                                  const T* src, const ptrdiff_t* koff, T* out,\\
+                                                  ptrdiff_t ldo, int mr, int nr) {            \\
+        const int acc = 0;                                                                    \\
+        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_GATHER)                                           \\
+    }                                                                                         \\
+    static inline void ccp_rows##RB##NAME##_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, int acc,\\
+                                                  const T* src, ptrdiff_t lds, T* out,        \\
+                                                  ptrdiff_t ldo, int mr, int nr) {            \\
+        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_ROWS)                                             \\
+    }
+    #define CCB_HEIGHT(T, SUF, RB)                                                            \\
+        CCB_ROWS(T, SUF, RB, , CCB_NV) CCB_ROWS(T, SUF, RB, h, 1)
+    /* a last block of few rows (33 = 4*8 + 1) runs the smallest variant that covers it */
+    #define CCB_PICK(mr, CALL)                                                                \\
+        if (mr > 4) { CALL(CCB_MR) } else if (mr > 2) { CALL(4) } else if (mr == 2) { CALL(2) } else { CALL(1) }
+    #define CCB_TILE(T, SUF)                                                                  \\
+    typedef T ccb_v_##SUF __attribute__((vector_size(CCB_VBYTES), aligned(sizeof(T)), may_alias)); \\
+    CCB_HEIGHT(T, SUF, 8) CCB_HEIGHT(T, SUF, 6) CCB_HEIGHT(T, SUF, 4) CCB_HEIGHT(T, SUF, 2)    \\
+    CCB_HEIGHT(T, SUF, 1)                                                                     \\
+    /* out[r*ldo + q] = bp[r] + sum_k wp[k*MR + r] * src[koff[k] + q], r < mr, q < nr; the   \\
+       block is computed for all NR lanes, so src + koff[k] must hold NR readable elements */ \\
+    static inline void ccb_tile_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,  \\
+                                      const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) { \\
+        CCB_PICK(mr, CCB_CALL_GATHER_##SUF);                                                  \\
+    }                                                                                         \\
+    /* C[i*ldc + j] = bias[i] (0 if NULL) + sum_k A[i, k] * B[k*ldb + j], i < m, j < n: A     \\
+       packed as above (bias padded to whole blocks), B copied per column panel of KC x NR    \\
+       into `panel` (zero past n) unless a single row block reads it in place. Reduction     \\
+       chunks of KC run outermost: the chunk's packed weights stay in L2 for all column       \\
+       panels, and C is re-read once per chunk. */                                            \\
+    static void ccp_gemm_##SUF(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K, const T* wp, const T* bias, \\
+                               const T* B, ptrdiff_t ldb, T* C, ptrdiff_t ldc, T* panel) {    \\
+        enum { VL = CCB_VBYTES / sizeof(T), NR = CCB_NV * VL, KC = CCP_PANEL_BYTES / (NR * sizeof(T)) }; \\
+        if (K == 0) {                                                                         \\
+            for (ptrdiff_t i = 0; i < m; i++)                                                 \\
+                for (ptrdiff_t j = 0; j < n; j++)                                             \\
+                    C[i * ldc + j] = bias ? bias[i] : (T)0;                                   \\
+            return;                                                                           \\
+        }                                                                                     \\
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                            \\
+            ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                         \\
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {                                        \\
+                int nr = n - j0 < NR ? (int)(n - j0) : NR;                                    \\
+                const T* bs = B + k0 * ldb + j0;                                              \\
+                ptrdiff_t lds = ldb;                                                          \\
+                if (m > CCP_UNPACKED_ROWS || nr < NR) {                                       \\
+                    for (ptrdiff_t k = 0; k < kc; k++) {                                      \\
+                        memcpy(panel + k * NR, bs + k * ldb, nr * sizeof(T));                 \\
+                        if (nr < NR)                                                          \\
+                            memset(panel + k * NR + nr, 0, (NR - nr) * sizeof(T));            \\
+                    }                                                                         \\
+                    bs = panel;                                                               \\
+                    lds = NR;                                                                 \\
+                }                                                                             \\
+                for (ptrdiff_t i0 = 0; i0 < m; i0 += CCB_MR) {                                \\
+                    int mr = m - i0 < CCB_MR ? (int)(m - i0) : CCB_MR;                        \\
+                    const T* wk = wp + i0 * K + k0 * CCB_MR;                                  \\
+                    const T* bk = bias ? bias + i0 : NULL;                                    \\
+                    T* ck = C + i0 * ldc + j0;                                                \\
+                    int acc = k0 > 0;                                                         \\
+                    CCB_PICK(mr, CCP_CALL_##SUF);                                             \\
+                }                                                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    /* two levels, so that CCB_MR is expanded before it is pasted into a name */
+    #define CCB_CALL_GATHER_f(RB) CCB_CALL_GATHER_(RB, f)
+    #define CCB_CALL_GATHER_d(RB) CCB_CALL_GATHER_(RB, d)
+    #define CCB_CALL_GATHER_(RB, SUF)                                                         \\
+        if (nr <= CCB_VL_##SUF) ccb_rows##RB##h_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr); \\
+        else ccb_rows##RB##_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);
+    #define CCP_CALL_f(RB) CCP_CALL_(RB, f)
+    #define CCP_CALL_d(RB) CCP_CALL_(RB, d)
+    #define CCP_CALL_(RB, SUF)                                                                \\
+        if (nr <= CCB_VL_##SUF) ccp_rows##RB##h_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr); \\
+        else ccp_rows##RB##_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr);
+    #define CCB_VL_f (CCB_VBYTES / 4)
+    #define CCB_VL_d (CCB_VBYTES / 8)
+    CCB_TILE(float, f)
+    CCB_TILE(double, d)
+    #define CCB_NR_F (CCB_NV * CCB_VBYTES / (int)sizeof(float))
+    #define CCB_NR_D (CCB_NV * CCB_VBYTES / (int)sizeof(double))
+    #define CCP_PANEL_F (CCP_PANEL_BYTES / (int)sizeof(float))
+    #define CCP_PANEL_D (CCP_PANEL_BYTES / (int)sizeof(double))
+    """
+    const int CCB_MR
+    const int CCB_NR_F
+    const int CCB_NR_D
+    const int CCP_PANEL_F
+    const int CCP_PANEL_D
+    void ccb_tile_f(Py_ssize_t k_n, const float* wp, const float* bp, const float* src,
+                    const Py_ssize_t* koff, float* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
+    void ccb_tile_d(Py_ssize_t k_n, const double* wp, const double* bp, const double* src,
+                    const Py_ssize_t* koff, double* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
+    void ccp_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* wp, const float* bias,
+                    const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, float* panel) noexcept nogil
+    void ccp_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* wp, const double* bias,
+                    const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc, double* panel) noexcept nogil
+
+
+cdef inline Py_ssize_t nr_of(floating dummy) noexcept nogil:
+    """Columns of a micro-kernel block (CCB_NV vectors) for the dtype."""
+    return CCB_NR_F if floating is float else CCB_NR_D
+
+
+cdef inline Py_ssize_t panel_len(floating dummy) noexcept nogil:
+    """Elements of the per-thread column panel scratch that packed_gemm needs."""
+    return CCP_PANEL_F if floating is float else CCP_PANEL_D
+
+
+cdef inline Py_ssize_t padded_rows(Py_ssize_t m) noexcept nogil:
+    """Rows of a packed weight matrix of m rows: whole blocks of MR."""
+    return (m + CCB_MR - 1) // CCB_MR * CCB_MR
+
+
+cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, const floating* src,
+                      const Py_ssize_t* koff, floating* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil:
+    """One block over a gathered source: column k's NR values at src + koff[k]."""
+    if floating is float:
+        ccb_tile_f(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+    else:
+        ccb_tile_d(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+
+
+cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* wp,
+                             const floating* bias, const floating* b, Py_ssize_t ldb, floating* c,
+                             Py_ssize_t ldc, floating* panel) noexcept nogil:
+    """C (m, n) = bias + A B with A packed by pack_rows; panel: panel_len elements of scratch."""
+    if floating is float:
+        ccp_gemm_f(m, n, k, wp, bias, b, ldb, c, ldc, panel)
+    else:
+        ccp_gemm_d(m, n, k, wp, bias, b, ldb, c, ldc, panel)
+
+
+cdef inline void pack_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
+                            floating* wp) noexcept nogil:
+    """Block blk (rows blk*MR ...) of the m x k row-major a, packed: wp[blk*k*MR + kk*MR + r] =
+    a[(blk*MR + r)*k + kk], rows past m zero."""
+    cdef Py_ssize_t i, kk, r
+    cdef floating* dst = wp + blk * k * CCB_MR
+    cdef const floating* src
+    for r in range(CCB_MR):
+        i = blk * CCB_MR + r
+        src = a + i * k
+        if i < m:
+            for kk in range(k):
+                dst[kk * CCB_MR + r] = src[kk]
+        else:
+            for kk in range(k):
+                dst[kk * CCB_MR + r] = 0
+
+
+cdef inline void pack_groups(const floating* w, const floating* bias, Py_ssize_t groups, Py_ssize_t cog,
+                             Py_ssize_t k, floating* wpk, floating* bpk, int num_threads) noexcept nogil:
+    """Group g's (cog, k) weights packed at wpk + g*padded_rows(cog)*k and its bias (zeros
+    when NULL) at bpk + g*padded_rows(cog), padded with zeros; blocks packed in parallel."""
+    cdef Py_ssize_t g, co, j, mp = padded_rows(cog), nb = mp // CCB_MR
+    for j in prange(groups * nb, num_threads=num_threads, schedule="static"):
+        pack_block(w + (j // nb) * cog * k, cog, k, j % nb, wpk + (j // nb) * mp * k)
+    for g in range(groups):
+        for co in range(mp):
+            bpk[g * mp + co] = bias[g * cog + co] if bias != NULL and co < cog else 0

@@ -1,0 +1,133 @@
+"""The micro-kernel GEMM (convcore/_kernels/_microkernel.pxd) behind conv2d's "gemm" and "im2col"
+paths and the sub-pixel transposed path.
+
+Its blocking must not change a single bit: it sums every output as bias + w[0]*x[0] + ... in
+order, exactly as the blocked path's single pass does, across reduction chunks of KC, row blocks
+of MR (partial ones run narrower variants), column panels of NR (a last one of at most one
+vector runs the half-width variant), with the panel copied or read in place (one row block).
+So the GEMM paths are checked bitwise against conv2d_blocked, and against the reference and the
+OpenBLAS fallback that takes over when the packed weights would exceed their budget.
+"""
+import numpy as np
+import pytest
+from reference import conv2d_ref, conv_transpose2d_ref
+
+from convcore._kernels import conv
+from convcore._kernels.conv_blocked import KC, MR, NR, conv2d_blocked
+from convcore._kernels.conv_transpose import _path_for as transpose_path_for
+from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
+
+DTYPES = [np.float64, np.float32]
+
+
+def tolerance(dtype, k):
+    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
+
+
+def conv_spec(n, cin, h, wd, cout, kh, kw, stride=1, pad=0, groups=1):
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (wd + 2 * pad - kw) // stride + 1
+    return ((n, cin, h, wd), (cout, cin // groups, kh, kw), (oh, ow), (stride, stride), (pad, pad), (1, 1), groups)
+
+
+def run(kernel, spec, x, w, b, num_threads=2):
+    _, _, out_hw, stride, pad, dilation, groups = spec
+    out = np.full((x.shape[0], w.shape[0], *out_hw), np.nan, x.dtype)
+    kernel(x, w, b, out, *stride, *pad, *dilation, groups, num_threads)
+    return out
+
+
+def path_of(spec):
+    x, w, out_hw, stride, pad, dilation, groups = spec
+    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups)
+
+
+def arrays(spec, dtype, rng, bias=True):
+    x = rng.standard_normal(spec[0]).astype(dtype)
+    w = rng.standard_normal(spec[1]).astype(dtype)
+    b = rng.standard_normal(spec[1][0]).astype(dtype) if bias else np.empty(0, dtype)
+    return x, w, b
+
+
+def blocking_specs(dtype):
+    """Shapes on both sides of every blocking boundary of the GEMM paths, for this dtype."""
+    kc, nr = KC[np.dtype(dtype).name], NR[np.dtype(dtype).name]
+    specs = []
+    # 1x1 ("gemm"): K = C_in across the chunk size; rows around MR; plane sizes around NR, NR/2
+    for cin in (kc - 1, kc, kc + 1, 2 * kc + 3):
+        for cout in (1, MR - 1, MR, MR + 1, 2 * MR + 3):
+            for hw in ((1, nr // 2), (1, nr // 2 + 1), (1, nr), (3, nr + 1), (5, 7)):
+                specs.append(conv_spec(2, cin, *hw, cout, 1, 1))
+    # im2col: reductions past BLOCKED_MAX_K, chunk remainders, strides and padding, groups
+    specs += [conv_spec(2, 460, 6, 7, 5, 3, 3, pad=1),
+              conv_spec(1, 2 * (4 * kc + 1), 7, 5, 2 * (MR + 1), 3, 3, stride=2, pad=1, groups=2),
+              conv_spec(3, 700, 4, 9, 2 * MR, 2, 3),
+              conv_spec(1, 4200, 3, 3, 3, 1, 1, stride=2)]
+    return specs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocking_specs_reach_both_paths(dtype):
+    assert {path_of(s) for s in blocking_specs(dtype)} == {"gemm", "im2col"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_gemm_paths_match_the_blocked_kernel_bitwise(num_threads, dtype):
+    rng = np.random.default_rng(40)
+    for spec in blocking_specs(dtype):
+        x, w, b = arrays(spec, dtype, rng, bias=rng.random() < 0.8)
+        got = run(conv.conv2d, spec, x, w, b, num_threads)
+        np.testing.assert_array_equal(got, run(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b),
+                                      err_msg=str(spec))
+        expected = conv2d_ref(x, w, b if b.size else None, *spec[2:])
+        k = w.shape[1] * w.shape[2] * w.shape[3]
+        np.testing.assert_allclose(got, expected, rtol=0,
+                                   atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()), err_msg=str(spec))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_openblas_fallback_past_the_packed_weight_budget(dtype):
+    """With no budget for packed weights, the same shapes run OpenBLAS on the weights in place."""
+    rng = np.random.default_rng(41)
+    specs = blocking_specs(dtype)[::7]
+    packed = []
+    for spec in specs:
+        x, w, b = arrays(spec, dtype, rng)
+        packed.append((x, w, b, run(conv.conv2d, spec, x, w, b)))
+    old = conv.set_packed_max_bytes(0)
+    try:
+        for spec, (x, w, b, want) in zip(specs, packed):
+            got = run(conv.conv2d, spec, x, w, b)
+            assert not np.isnan(got).any()
+            k = w.shape[1] * w.shape[2] * w.shape[3]
+            np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(want).max()),
+                                       err_msg=str(spec))
+    finally:
+        conv.set_packed_max_bytes(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, x_shape, w_shape, stride, pad", [
+    # class-pair matrices of rows (members x C_out/groups) around MR, depth C_in*taps past KC
+    ("DCGAN-like 4x4 s2", (2, 70, 5, 6), (70, 9, 4, 4), (2, 2), (1, 1)),
+    ("kernel == stride, input is the column matrix", (3, 150, 4, 5), (150, 2, 2, 2), (2, 2), (0, 0)),
+    ("one row block, unpacked panel", (2, 64, 7, 9), (64, 3, 3, 3), (2, 2), (1, 1)),
+    ("1-D upsampler", (2, 40, 1, 37), (40, 5, 1, 16), (1, 8), (0, 4)),
+])
+def test_subpixel_past_the_reduction_chunk(name, x_shape, w_shape, stride, pad, dtype):
+    assert transpose_path_for(x_shape, w_shape, stride, (1, 1), 1, np.dtype(dtype).itemsize) == "subpixel"
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[1]).astype(dtype)
+    out_hw = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(x_shape[2:], stride, pad, w_shape[2:]))
+    outs = []
+    for nt in (1, 2):
+        out = np.full((x_shape[0], w_shape[1], *out_hw), np.nan, dtype)
+        conv_transpose2d_subpixel(x, w, b, out, *stride, *pad, 1, 1, 1, nt)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    expected = conv_transpose2d_ref(x, w, b, out_hw, stride, pad, (1, 1), 1)
+    k = x_shape[1] * w_shape[2] * w_shape[3]
+    np.testing.assert_allclose(outs[0], expected, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))
