@@ -43,10 +43,10 @@ cdef extern from *:
     #define CCB_BLOCK(T, SUF, RB, NVEC, SRC)                                                  \\
         enum { VL = CCB_VBYTES / sizeof(T), NV = NVEC };                                      \\
         typedef ccb_v_##SUF V;                                                                \\
-        /* two named accumulator arrays, not a[RB][NV]: GCC then keeps them in place          \\
+        /* named accumulator arrays per vector, not a[RB][NV]: GCC then keeps them in place   \\
            across iterations (the 2-D array cost register moves in the loop, 2-4%) */         \\
-        V a0[RB], a1[RB];                                                                     \\
-        T tmp[RB][2 * VL];                                                                    \\
+        V a0[RB], a1[RB], a2[RB], a3[RB];                                                     \\
+        T tmp[RB][NV * VL];                                                                   \\
         int full = mr == RB && nr == NV * VL;                                                 \\
         if (!full) {                                                                          \\
             memset(tmp, 0, sizeof(tmp));                                                      \\
@@ -58,20 +58,28 @@ cdef extern from *:
             if (acc) {                                                                        \\
                 a0[r] = *(V*)o;                                                               \\
                 a1[r] = NV > 1 ? *(V*)(o + VL) : a0[r];                                       \\
+                a2[r] = NV > 2 ? *(V*)(o + 2 * VL) : a0[r];                                   \\
+                a3[r] = NV > 2 ? *(V*)(o + 3 * VL) : a0[r];                                   \\
             } else {                                                                          \\
                 a0[r] = (V){0} + (bp ? bp[r] : (T)0);                                         \\
-                a1[r] = a0[r];                                                                \\
+                a1[r] = a2[r] = a3[r] = a0[r];                                                \\
             }                                                                                 \\
         }                                                                                     \\
         for (ptrdiff_t k = 0; k < k_n; k++) {                                                 \\
             const T* s = SRC(k);                                                              \\
             V c0 = *(const V*)s;                                                              \\
             V c1 = NV > 1 ? *(const V*)(s + VL) : c0;                                         \\
+            V c2 = NV > 2 ? *(const V*)(s + 2 * VL) : c0;                                     \\
+            V c3 = NV > 2 ? *(const V*)(s + 3 * VL) : c0;                                     \\
             const T* wk = wp + k * CCB_MR;                                                    \\
             _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                           \\
                 a0[r] += c0 * wk[r];                                                          \\
                 if (NV > 1)                                                                   \\
                     a1[r] += c1 * wk[r];                                                      \\
+                if (NV > 2) {                                                                 \\
+                    a2[r] += c2 * wk[r];                                                      \\
+                    a3[r] += c3 * wk[r];                                                      \\
+                }                                                                             \\
             }                                                                                 \\
         }                                                                                     \\
         _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                               \\
@@ -79,6 +87,10 @@ cdef extern from *:
             *(V*)o = a0[r];                                                                   \\
             if (NV > 1)                                                                       \\
                 *(V*)(o + VL) = a1[r];                                                        \\
+            if (NV > 2) {                                                                     \\
+                *(V*)(o + 2 * VL) = a2[r];                                                    \\
+                *(V*)(o + 3 * VL) = a3[r];                                                    \\
+            }                                                                                 \\
         }                                                                                     \\
         if (!full)                                                                            \\
             for (int r = 0; r < mr; r++)                                                      \\
@@ -100,13 +112,17 @@ cdef extern from *:
         CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_ROWS)                                             \\
     }
     #define CCB_HEIGHT(T, SUF, RB)                                                            \\
-        CCB_ROWS(T, SUF, RB, , CCB_NV) CCB_ROWS(T, SUF, RB, h, 1)
-    /* a last block of few rows (33 = 4*8 + 1) runs the smallest variant that covers it */
+        CCB_ROWS(T, SUF, RB, , CCB_NV) CCB_ROWS(T, SUF, RB, h, 1) CCB_ROWS(T, SUF, RB, w, 4)
+    /* a last block of few rows (33 = 4*8 + 1) runs the smallest variant that covers it
+       (a 3-row block, as RGB output has, its own) */
     #define CCB_PICK(mr, CALL)                                                                \\
-        if (mr > 4) { CALL(CCB_MR) } else if (mr > 2) { CALL(4) } else if (mr == 2) { CALL(2) } else { CALL(1) }
+        if (mr > 4) { CALL(CCB_MR) } else { CCB_PICK4(mr, CALL) }
+    #define CCB_PICK4(mr, CALL)                                                               \\
+        if (mr == 4) { CALL(4) } else if (mr == 3) { CALL(3) } else if (mr == 2) { CALL(2) } else { CALL(1) }
     #define CCB_TILE(T, SUF)                                                                  \\
     typedef T ccb_v_##SUF __attribute__((vector_size(CCB_VBYTES), aligned(sizeof(T)), may_alias)); \\
-    CCB_HEIGHT(T, SUF, 8) CCB_HEIGHT(T, SUF, 6) CCB_HEIGHT(T, SUF, 4) CCB_HEIGHT(T, SUF, 2)    \\
+    CCB_HEIGHT(T, SUF, 8) CCB_HEIGHT(T, SUF, 6) CCB_HEIGHT(T, SUF, 4) CCB_HEIGHT(T, SUF, 3)    \\
+    CCB_HEIGHT(T, SUF, 2)                                                                     \\
     CCB_HEIGHT(T, SUF, 1)                                                                     \\
     /* out[r*ldo + q] = bp[r] + sum_k wp[k*MR + r] * src[koff[k] + q], r < mr, q < nr; the   \\
        block is computed for all NR lanes, so src + koff[k] must hold NR readable elements */ \\
@@ -130,16 +146,24 @@ cdef extern from *:
         }                                                                                     \\
         for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                            \\
             ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                         \\
-            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {                                        \\
-                int nr = n - j0 < NR ? (int)(n - j0) : NR;                                    \\
+            ptrdiff_t step;                                                                   \\
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += step) {                                      \\
+                /* at most 4 rows: 4 vectors per row (the FMAs of 2 would wait on loads) */   \\
+                int wide = m <= 4 && n - j0 >= 2 * NR;                                        \\
+                int nr = wide ? 2 * NR : n - j0 < NR ? (int)(n - j0) : NR;                    \\
                 const T* bs = B + k0 * ldb + j0;                                              \\
                 ptrdiff_t lds = ldb;                                                          \\
-                if (m > CCP_UNPACKED_ROWS || nr < NR) {                                       \\
-                    for (ptrdiff_t k = 0; k < kc; k++) {                                      \\
-                        memcpy(panel + k * NR, bs + k * ldb, nr * sizeof(T));                 \\
-                        if (nr < NR)                                                          \\
+                step = nr;                                                                    \\
+                if (!wide && (m > CCP_UNPACKED_ROWS || nr < NR)) {                            \\
+                    if (nr == NR)   /* inline vector copies: a memcpy call per row cost ~6% */\\
+                        for (ptrdiff_t k = 0; k < kc; k++)                                    \\
+                            for (int v = 0; v < CCB_NV; v++)                                  \\
+                                *(ccb_v_##SUF*)(panel + k * NR + v * VL) = *(const ccb_v_##SUF*)(bs + k * ldb + v * VL);\\
+                    else                                                                      \\
+                        for (ptrdiff_t k = 0; k < kc; k++) {                                  \\
+                            memcpy(panel + k * NR, bs + k * ldb, nr * sizeof(T));             \\
                             memset(panel + k * NR + nr, 0, (NR - nr) * sizeof(T));            \\
-                    }                                                                         \\
+                        }                                                                     \\
                     bs = panel;                                                               \\
                     lds = NR;                                                                 \\
                 }                                                                             \\
@@ -149,7 +173,11 @@ cdef extern from *:
                     const T* bk = bias ? bias + i0 : NULL;                                    \\
                     T* ck = C + i0 * ldc + j0;                                                \\
                     int acc = k0 > 0;                                                         \\
-                    CCB_PICK(mr, CCP_CALL_##SUF);                                             \\
+                    if (wide) {                                                               \\
+                        CCB_PICK4(mr, CCPW_CALL_##SUF)                                        \\
+                    } else {                                                                  \\
+                        CCB_PICK(mr, CCP_CALL_##SUF)                                          \\
+                    }                                                                         \\
                 }                                                                             \\
             }                                                                                 \\
         }                                                                                     \\
@@ -165,6 +193,9 @@ cdef extern from *:
     #define CCP_CALL_(RB, SUF)                                                                \\
         if (nr <= CCB_VL_##SUF) ccp_rows##RB##h_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr); \\
         else ccp_rows##RB##_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr);
+    #define CCPW_CALL_f(RB) CCPW_CALL_(RB, f)
+    #define CCPW_CALL_d(RB) CCPW_CALL_(RB, d)
+    #define CCPW_CALL_(RB, SUF) ccp_rows##RB##w_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr);
     #define CCB_VL_f (CCB_VBYTES / 4)
     #define CCB_VL_d (CCB_VBYTES / 8)
     CCB_TILE(float, f)
