@@ -21,10 +21,12 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport CCB_MR, nr_of, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport tile as mk_tile
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport MIN_TILE, WANT_ITEMS, ceil_div, team_size
+from convcore._kernels._tiling cimport MIN_TILE, WANT_ITEMS, ceil_div, clamp, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 
 
@@ -33,6 +35,8 @@ from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 cdef Py_ssize_t _tile_bytes = 256 * 1024
 
 cdef enum:
+    BLOCK_MAX_K = 640        # longest reduction read from the block source (as in conv_blocked)
+    BLOCK_BYTES = 512 * 1024  # block source + results per thread: about half of L2
     DEEP_K = 256  # GEMMs at least this deep are compute-bound (DCGAN-like layers): make them ...
     WIDE_N = 512  # ... this many pixels wide, so that BLAS repacks the weights less often
 
@@ -50,6 +54,10 @@ cdef struct Geometry:
     Py_ssize_t qym, qxm      # phase grid: the largest class of each axis
     Py_ssize_t npairs        # class pairs (cy, cx), cy major
     bint has_bias
+    # block source (pitch > 0): per item a zero-padded copy of the input rows it reads, brows
+    # rows of `pitch` columns per input channel, column c holding input column c_lo + c
+    Py_ssize_t pitch, c_lo, brows, blk_len, k_max
+    Py_ssize_t* koff         # per pair, k_max offsets of its taps (ci, ty, tx) in the block
 
 
 cdef inline bint pair_direct(const Axis* ay, const Axis* ax, Py_ssize_t cy, Py_ssize_t cx,
@@ -183,7 +191,9 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
     """out[img, g*cog + co, ay + qy*sh, ax + qx*sw] = c[(member, co), j] + bias for the pixels
     j = (img, qy, qx) of the segments, where c is x class cx's GEMM result (cbufs + cx*c_len,
     rows nps[cx] long), or the bias alone for a class without taps. Every x phase of an output
-    row is written before the next row; srcs, ph, ends: room for the stride_w x phases."""
+    row is written before the next row; srcs, ph, ends: room for the stride_w x phases. With the
+    block source (ge.pitch > 0) segment i's pixels start at i*pitch of a result row, else right
+    after the previous segment's."""
     cdef Py_ssize_t fy = ay.first[cy], nmy = ay.first[cy + 1] - ay.first[cy]
     cdef Py_ssize_t i, img, qy, qx0, e, my, mi, nmx, co, qx, oy, cx, k, sw = ge.sw
     cdef floating b
@@ -242,7 +252,47 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
                         for qx in range(qx0, ends[k]):
                             dst[qx * sw] = src[qx] + b
         for cx in range(ax.ncls):
-            js[cx] += clipped(seg + 4 * i, ax.q[cx])
+            js[cx] += ge.pitch if ge.pitch else clipped(seg + 4 * i, ax.q[cx])
+
+
+cdef void load_block(const floating* x, const Axis* ay, Py_ssize_t cy, const Geometry* ge,
+                     Py_ssize_t g, Py_ssize_t img, Py_ssize_t qy0, Py_ssize_t nrows, floating* blk) noexcept nogil:
+    """blk[(ci*brows + r)*pitch + c] = x[img, g*cig + ci, iy0 + r, c_lo + c] (0 outside the input)
+    for the rows r that y class cy reads for grid rows qy0 .. qy0+nrows-1, iy0 = qy0 + base -
+    (taps-1)*dd."""
+    cdef Py_ssize_t rows = nrows + (ay.taps[cy] - 1) * ay.dd
+    cdef Py_ssize_t iy0 = qy0 + ay.base[cy] - (ay.taps[cy] - 1) * ay.dd
+    cdef Py_ssize_t a = clamp(-ge.c_lo, 0, ge.pitch), e = clamp(ge.wd - ge.c_lo, a, ge.pitch)
+    cdef Py_ssize_t ci, r, c, iy
+    cdef floating* d
+    cdef const floating* sx
+    for ci in range(ge.cig):
+        for r in range(rows):
+            d = blk + (ci * ge.brows + r) * ge.pitch
+            iy = iy0 + r
+            if iy < 0 or iy >= ge.h:
+                memset(d, 0, ge.pitch * sizeof(floating))
+                continue
+            sx = x + ((img * ge.cin + g * ge.cig + ci) * ge.h + iy) * ge.wd + ge.c_lo
+            for c in range(a):
+                d[c] = 0
+            memcpy(d + a, sx + a, (e - a) * sizeof(floating))
+            for c in range(e, ge.pitch):
+                d[c] = 0
+
+
+cdef void block_gemm(const floating* wpk, Py_ssize_t m, Py_ssize_t kdim, const floating* blk,
+                     const Py_ssize_t* koff, Py_ssize_t p, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """c[i*ldc + q] = sum_k wpk(i, k) * blk[koff[k] + q] for i < m, q < p: the micro-kernel over
+    the block in place, row blocks outer (their packed weights stay in L1)."""
+    cdef Py_ssize_t nr = nr_of(<floating>0), i0 = 0, q
+    while i0 < m:
+        q = 0
+        while q < p:
+            mk_tile(kdim, wpk + i0 * kdim, NULL, blk + q, koff, c + i0 * ldc + q, ldc,
+                    <int>(m - i0 if m - i0 < CCB_MR else CCB_MR), <int>(p - q if p - q < nr else nr))
+            q = q + nr
+        i0 = i0 + CCB_MR
 
 
 cdef void run_items(const floating* x, const floating* wp, const floating* bias, floating* out,
@@ -265,6 +315,7 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
         # an item is (group, segment, tile, y class): it computes every x class of its rows
         for item in prange(items, schedule="dynamic"):
             col = scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0))
+            # col: the block source, or the im2col block of the current x class
             cbufs = col + col_len
             panel = cbufs + ax.ncls * c_len
             sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
@@ -280,6 +331,9 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
             ns = segments(ay, cy, ge, v0, v1, sg)
             if ns == 0:
                 continue
+            if ge.pitch:
+                # segments are consecutive whole grid rows of one image
+                load_block(x, ay, cy, ge, g, sg[0], sg[1], ns, col)
             for cx in range(ax.ncls):
                 np_ = 0
                 for i in range(ns):
@@ -290,6 +344,11 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                 if np_ == 0 or kdim == 0:
                     continue
                 m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+                if ge.pitch:
+                    nps[cx] = ceil_div(ns * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
+                    block_gemm(wp + woff[pr] + g * padded_rows(m) * kdim, m, kdim, col, ge.koff + pr * ge.k_max,
+                               ns * ge.pitch, cbufs + cx * c_len, nps[cx])
+                    continue
                 if pair_direct(ay, ax, cy, cx, ge):
                     # the tile lies in one image (segments are images) and covers consecutive pixels
                     img = v0 // seg_len
@@ -328,15 +387,69 @@ cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t dep
     return ceil_div(pixels, ceil_div(pixels, p))
 
 
+cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssize_t col_rows,
+                           Py_ssize_t c_rows, Py_ssize_t planes, Py_ssize_t itemsize) noexcept nogil:
+    """Grid rows per item of the block source, with ge.pitch, c_lo, brows and blk_len set; 0
+    (ge.pitch = 0) where im2col is the better source."""
+    cdef Py_ssize_t cx, cy, c_hi = 0, ext = 0, rt, budget, pitch
+    cdef Py_ssize_t nr = nr_of(<float>0) if itemsize == 4 else nr_of(<double>0)
+    ge.pitch = 0
+    # im2col reads long reductions faster (see conv_blocked); rows narrower than a register
+    # block would leave most lanes of the micro-kernel idle; with only direct pairs (kernel ==
+    # stride) there is nothing to gather
+    if col_rows == 0 or ge.k_max > BLOCK_MAX_K or ge.qxm < nr:
+        return 0
+    ge.c_lo = ge.wd
+    for cx in range(ax.ncls):
+        if ax.taps[cx]:
+            ge.c_lo = min(ge.c_lo, ax.base[cx] - (ax.taps[cx] - 1) * ax.dd)
+            c_hi = max(c_hi, ax.q[cx] - 1 + ax.base[cx])
+    for cy in range(ay.ncls):
+        if ay.taps[cy]:
+            ext = max(ext, (ay.taps[cy] - 1) * ay.dd)
+    pitch = max(c_hi - ge.c_lo + 1, ge.qxm)
+    # the block and the results of every x class in BLOCK_BYTES
+    budget = BLOCK_BYTES // (pitch * itemsize) - ge.cig * ext
+    rt = budget // (ge.cig + ax.ncls * c_rows) if budget > 0 else 0
+    rt = min(rt, ceil_div(ge.qym, ceil_div(WANT_ITEMS, planes)))
+    if rt < 1:
+        return 0
+    ge.pitch = pitch
+    ge.brows = rt + ext
+    # the last register block of a row tile reads up to NR lanes and a row past the block
+    ge.blk_len = ge.cig * ge.brows * pitch + pitch + nr
+    return rt
+
+
+cdef void block_offsets(const Axis* ay, const Axis* ax, Geometry* ge) noexcept nogil:
+    """ge.koff[pr*k_max + (ci*Ty + ty)*Tx + tx]: where tap (ci, ty, tx) of pair pr reads the block
+    for grid pixel (0, 0); pixel (r, qx) of a row tile reads r*pitch + qx further."""
+    cdef Py_ssize_t pr, cy, cx, ci, ty, tx, ty_n, tx_n
+    cdef Py_ssize_t* ko
+    for pr in range(ge.npairs):
+        cy = pr // ax.ncls
+        cx = pr - cy * ax.ncls
+        ty_n = ay.taps[cy]
+        tx_n = ax.taps[cx]
+        ko = ge.koff + pr * ge.k_max
+        for ci in range(ge.cig):
+            for ty in range(ty_n):
+                for tx in range(tx_n):
+                    ko[(ci * ty_n + ty) * tx_n + tx] = ((ci * ge.brows + (ty_n - 1 - ty) * ay.dd) * ge.pitch
+                                                        + ax.base[cx] - tx * ax.dd - ge.c_lo)
+
+
 cdef int subpixel_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
                        floating* out, Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
                        Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
                        Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads) except -1:
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads,
+                       bint force_im2col) except -1:
+    """1 when the block source was used, else 0."""
     cdef Axis ay, ax
     cdef Geometry ge
     cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
-    cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk
+    cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len
     cdef bint grid_direct = False, direct
     cdef Py_ssize_t* woff = NULL
     cdef floating* wp = NULL
@@ -347,6 +460,8 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     cdef int nt
     ay.q = NULL
     ax.q = NULL
+    ge.koff = NULL
+    ge.pitch = 0
     try:
         if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
             raise MemoryError()
@@ -379,19 +494,36 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                 c_rows = max(c_rows, m)
                 if not direct:
                     col_rows = max(col_rows, kdim)
-        # scratch rows per pixel: one column block, and the GEMM results of every x class
-        rows_max = col_rows + ax.ncls * c_rows
-        # a direct pair reads the input plane as its column matrix, so tiles must not cross images
-        nseg = n if grid_direct else 1
-        seg_len = ge.qym * ge.qxm * (1 if grid_direct else n)
-        tile = subpixel_tile(seg_len, rows_max, k_max, sizeof(floating), groups * nseg * ay.ncls)
+        ge.k_max = k_max
+        rt = 0 if force_im2col else block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls,
+                                               sizeof(floating))
+        if rt:
+            # block source: tiles of rt whole grid rows of one image
+            nseg = n
+            seg_len = ge.qym * ge.qxm
+            tile = rt * ge.qxm
+            col_len = ge.blk_len
+            c_len = c_rows * ceil_div(rt * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
+            ge.koff = <Py_ssize_t*>malloc(ge.npairs * k_max * sizeof(Py_ssize_t))
+            if ge.koff == NULL:
+                raise MemoryError()
+            block_offsets(&ay, &ax, &ge)
+        else:
+            # scratch rows per pixel: one column block, and the GEMM results of every x class
+            rows_max = col_rows + ax.ncls * c_rows
+            # a direct pair reads the input plane as its column matrix, so tiles must not cross images
+            nseg = n if grid_direct else 1
+            seg_len = ge.qym * ge.qxm * (1 if grid_direct else n)
+            tile = subpixel_tile(seg_len, rows_max, k_max, sizeof(floating), groups * nseg * ay.ncls)
+            col_len = col_rows * tile
+            c_len = c_rows * tile
         tps = ceil_div(seg_len, tile)
         items = groups * nseg * tps * ay.ncls
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
             wp = <floating*>calloc(wp_len, sizeof(floating))
-        scratch = <floating*>malloc(nt * ((col_rows + ax.ncls * c_rows) * tile + panel_len(<floating>0))
-                                    * sizeof(floating))
+        # zeroed: the block source's lanes past its rows are read (into discarded results)
+        scratch = <floating*>calloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0)), sizeof(floating))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
         # offset, per x phase its output column and end
         seg_cap = 4 * (tile // ge.qxm + 2)
@@ -405,25 +537,30 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                 g = r // nblk
                 c0 = (r - g * nblk) * PACK_CI
                 pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
-        run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_rows * tile,
-                  c_rows * tile, segs, srcs, seg_cap, items, nseg, seg_len, tps, tile, nt)
+        run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_len, c_len, segs, srcs, seg_cap,
+                  items, nseg, seg_len, tps, tile, nt)
     finally:
         free(srcs)
         free(segs)
         free(scratch)
         free(wp)
         free(woff)
+        free(ge.koff)
         axis_free(&ay)
         axis_free(&ax)
-    return 0
+    return 1 if ge.pitch else 0
 
 
 def conv_transpose2d_subpixel(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                               const floating[::1] bias, floating[:, :, :, ::1] out,
                               int sh, int sw, int ph, int pw, int dh, int dw, int groups,
-                              int num_threads):
-    """conv_transpose2d's contract (any stride and dilation)."""
-    subpixel_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
-                  bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
-                  x.shape[3], out.shape[1], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
-                  sh, sw, ph, pw, dh, dw, groups, num_threads)
+                              int num_threads, bint force_im2col=False):
+    """conv_transpose2d's contract (any stride and dilation). Returns the source the classes'
+    GEMMs read, "block" or "im2col" (tests); `force_im2col` (tests) reads im2col blocks where
+    the block source would be chosen: both give the micro-kernel the same values in the same
+    order, so the results are bitwise equal."""
+    cdef int used = subpixel_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                                  bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
+                                  x.shape[3], out.shape[1], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
+                                  sh, sw, ph, pw, dh, dw, groups, num_threads, force_im2col)
+    return "block" if used else "im2col"

@@ -131,3 +131,44 @@ def test_subpixel_past_the_reduction_chunk(name, x_shape, w_shape, stride, pad, 
     expected = conv_transpose2d_ref(x, w, b, out_hw, stride, pad, (1, 1), 1)
     k = x_shape[1] * w_shape[2] * w_shape[3]
     np.testing.assert_allclose(outs[0], expected, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))
+
+
+SUBPIXEL_SOURCE_CASES = {
+    # name: (x_shape, w_shape, stride, pad, dilation); the first ones take the block source
+    "RGB 4x4 s2 (3-row GEMMs)": ((2, 8, 5, 40), (8, 3, 4, 4), (2, 2), (1, 1), (1, 1)),
+    "3x3 s2, 33 channels": ((2, 6, 4, 70), (6, 33, 3, 3), (2, 2), (0, 0), (1, 1)),
+    "3x5 s(2,1) p(4,2)": ((2, 5, 6, 45), (5, 11, 3, 5), (2, 1), (4, 2), (1, 1)),
+    "1-D s8 k16 p4": ((3, 7, 1, 50), (7, 5, 1, 16), (1, 8), (0, 4), (1, 1)),
+    "stride 1, padding past the kernel": ((2, 6, 5, 40), (6, 9, 3, 3), (1, 1), (3, 3), (1, 1)),
+    "stride 1 dilated": ((1, 6, 6, 40), (6, 10, 3, 3), (1, 1), (1, 0), (2, 3)),
+    "padding past the kernel, short columns": ((1, 5, 2, 50), (5, 7, 2, 3), (3, 2), (1, 5), (1, 1)),
+    "narrow rows: im2col": ((2, 6, 5, 7), (6, 10, 3, 3), (2, 2), (1, 1), (1, 1)),
+    "long reduction: im2col": ((1, 200, 3, 40), (200, 9, 2, 2), (2, 2), (0, 0), (1, 1)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", SUBPIXEL_SOURCE_CASES)
+def test_subpixel_block_source_matches_im2col_bitwise(name, dtype):
+    """The block source (a zero-padded input copy read at tap offsets) and the im2col columns give
+    the micro-kernel the same values in the same order: equal bits, for any thread count."""
+    x_shape, w_shape, stride, pad, dilation = SUBPIXEL_SOURCE_CASES[name]
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[1]).astype(dtype)
+    out_hw = tuple((i - 1) * s - 2 * p + d * (k - 1) + 1
+                   for i, s, p, d, k in zip(x_shape[2:], stride, pad, dilation, w_shape[2:]))
+    runs = {}
+    for nt, force in ((1, False), (2, False), (2, True)):
+        out = np.full((x_shape[0], w_shape[1], *out_hw), np.nan, dtype)
+        source = conv_transpose2d_subpixel(x, w, b, out, *stride, *pad, *dilation, 1, nt, force_im2col=force)
+        runs[nt, force] = (source, out)
+    assert runs[2, True][0] == "im2col"
+    assert runs[2, False][0] == ("im2col" if name.endswith("im2col") else "block")
+    np.testing.assert_array_equal(runs[1, False][1], runs[2, False][1])
+    np.testing.assert_array_equal(runs[2, False][1], runs[2, True][1])
+    expected = conv_transpose2d_ref(x, w, b, out_hw, stride, pad, dilation, 1)
+    k = x_shape[1] * w_shape[2] * w_shape[3]
+    np.testing.assert_allclose(runs[2, False][1], expected, rtol=0,
+                               atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))
