@@ -257,28 +257,49 @@ def _summary_lines(result):
     return lines
 
 
+def _ms(v):
+    """Milliseconds with three significant digits (0.022, 5.74, 29.4, 102)."""
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if v >= 100 else f"{v:.{max(0, 2 - int(math.floor(math.log10(v))))}f}" if v > 0 else "0"
+
+
 def markdown(result):
+    """The README's table: one row per case, float32 against the best peer, float64 against torch."""
     m = result["meta"]
+    by_case = {}
+    for r in result["rows"]:
+        by_case.setdefault(r["case"], {})[r["dtype"]] = r
     out = [
         f"convcore {m['convcore']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}, "
         f"scipy {m['scipy']}; {m['cpu']}; {m['threads']} threads; median of {m['repeat']} interleaved samples, "
         f"times in ms; 1-min load average {m['load_average_1min'][0]:.1f} before, "
         f"{m['load_average_1min'][1]:.1f} after.",
         "",
-        "| case | op | input | weight | args | dtype | convcore | torch | onnxruntime | best peer / convcore "
-        "| GFLOP/s | % GEMM peak | extra MB |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | fp32 convcore | torch | onnxruntime | best peer / convcore | fp64 convcore | torch "
+        "| torch / convcore | % GEMM peak (fp32, fp64) | extra MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in result["rows"]:
-        ms = r["ms"]
-        args = " ".join(f"{k}={v}" for k, v in r["kwargs"].items()).replace(" ", "&nbsp;") or "-"
-        flag = "" if all(r["matches_torch"].values()) else " (differs from torch!)"
-        out.append(
-            f"| {r['case']} | {r['op']} | {tuple(r['input'])} | {tuple(r['weight'])} | {args} | {r['dtype']} "
-            f"| {ms['convcore']:.3f}{flag} | {_fmt(ms['torch'], '.3f')} | {_fmt(ms['onnxruntime'], '.3f')} "
-            f"| {_fmt(r['best_peer_over_convcore'], '.2f')} | {r['gflops']:.1f} | {r['pct_peak']:.0f}% "
-            f"| {_fmt(r['extra_mb'], '.1f')} |"
-        )
+    for case, rows in by_case.items():
+        f32, f64 = rows.get("float32"), rows.get("float64")
+        cells = [case]
+        for r, peer in ((f32, "best_peer_over_convcore"), (f64, None)):
+            if r is None:
+                cells += ["-"] * (4 if peer else 3)
+                continue
+            flag = "" if all(r["matches_torch"].values()) else " (differs from torch!)"
+            cells.append(_ms(r["ms"]["convcore"]) + flag)
+            cells.append(_ms(r["ms"]["torch"]))
+            if peer:
+                cells.append(_ms(r["ms"]["onnxruntime"]))
+                ratio = r[peer]
+            else:
+                ratio = None if r["ms"]["torch"] is None else r["ms"]["torch"] / r["ms"]["convcore"]
+            cells.append(f"**{ratio:.2f}**" if ratio is not None else "-")
+        cells.append(", ".join(f"{r['pct_peak']:.0f}%" for r in (f32, f64) if r is not None))
+        mbs = [r["extra_mb"] for r in (f32, f64) if r is not None and r["extra_mb"] is not None]
+        cells.append(f"{max(mbs):.1f}" if mbs else "-")
+        out.append("| " + " | ".join(cells) + " |")
     out.append("")
     out += [f"- {line}" for line in _summary_lines(result)]
     return "\n".join(out)
