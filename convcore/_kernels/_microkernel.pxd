@@ -19,23 +19,24 @@ cdef extern from *:
     #if defined(__AVX512F__)
     #define CCB_VBYTES 64
     #define CCB_MR 8
+    #define CCP_WIDE 1   /* 4-vector blocks of <= 4 rows: 16 accumulators + 4 sources fit 32 zmm */
     #elif defined(__AVX__)
     #define CCB_VBYTES 32
     #define CCB_MR 6
+    #define CCP_WIDE 0   /* 16 registers: they would spill */
     #else
     #define CCB_VBYTES 16
     #define CCB_MR 6
+    #define CCP_WIDE 0
     #endif
     /* vectors per row of the block (NR = 2 vectors); 3 (24 zmm accumulators) measured slower */
     #define CCB_NV 2
     /* bytes of one packed column panel (KC x NR): it stays in L1 while every row block reads it */
     #define CCP_PANEL_BYTES 16384
     /* up to this many rows of A a column panel is read in place: a copy would be read once */
-    #ifndef CCP_UNPACKED_ROWS
     #define CCP_UNPACKED_ROWS CCB_MR
-    #endif
 
-    /* The block: NV (1 or 2) accumulator vectors per row (NV*VL columns) for RB rows; init from
+    /* The block: NV (1, 2 or 4) accumulator vectors per row (NV*VL columns) for RB rows; init from
        bp[r] (bp NULL: 0), or from out when acc; then K steps a[r] += src(k) * wp[k*MR + r];
        then stored, partially when mr < RB or nr < NR. Every lane sees the same operations
        whatever RB, so the variants below give bitwise equal results. SRC(k) is the address of
@@ -149,7 +150,7 @@ cdef extern from *:
             ptrdiff_t step;                                                                   \\
             for (ptrdiff_t j0 = 0; j0 < n; j0 += step) {                                      \\
                 /* at most 4 rows: 4 vectors per row (the FMAs of 2 would wait on loads) */   \\
-                int wide = m <= 4 && n - j0 >= 2 * NR;                                        \\
+                int wide = CCP_WIDE && m <= 4 && n - j0 >= 2 * NR;                            \\
                 int nr = wide ? 2 * NR : n - j0 < NR ? (int)(n - j0) : NR;                    \\
                 const T* bs = B + k0 * ldb + j0;                                              \\
                 ptrdiff_t lds = ldb;                                                          \\
@@ -247,15 +248,15 @@ cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, co
 cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* wp,
                              const floating* bias, const floating* b, Py_ssize_t ldb, floating* c,
                              Py_ssize_t ldc, floating* panel) noexcept nogil:
-    """C (m, n) = bias + A B with A packed by pack_rows; panel: panel_len elements of scratch."""
+    """C (m, n) = bias + A B with A packed as pack_groups does; panel: panel_len elements of scratch."""
     if floating is float:
         ccp_gemm_f(m, n, k, wp, bias, b, ldb, c, ldc, panel)
     else:
         ccp_gemm_d(m, n, k, wp, bias, b, ldb, c, ldc, panel)
 
 
-cdef inline void pack_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
-                            floating* wp) noexcept nogil:
+cdef inline void pack_row_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
+                                floating* wp) noexcept nogil:
     """Block blk (rows blk*MR ...) of the m x k row-major a, packed: wp[blk*k*MR + kk*MR + r] =
     a[(blk*MR + r)*k + kk], rows past m zero."""
     cdef Py_ssize_t i, kk, r
@@ -263,8 +264,8 @@ cdef inline void pack_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ss
     cdef const floating* src
     for r in range(CCB_MR):
         i = blk * CCB_MR + r
-        src = a + i * k
         if i < m:
+            src = a + i * k
             for kk in range(k):
                 dst[kk * CCB_MR + r] = src[kk]
         else:
@@ -278,7 +279,7 @@ cdef inline void pack_groups(const floating* w, const floating* bias, Py_ssize_t
     when NULL) at bpk + g*padded_rows(cog), padded with zeros; blocks packed in parallel."""
     cdef Py_ssize_t g, co, j, mp = padded_rows(cog), nb = mp // CCB_MR
     for j in prange(groups * nb, num_threads=num_threads, schedule="static"):
-        pack_block(w + (j // nb) * cog * k, cog, k, j % nb, wpk + (j // nb) * mp * k)
+        pack_row_block(w + (j // nb) * cog * k, cog, k, j % nb, wpk + (j // nb) * mp * k)
     for g in range(groups):
         for co in range(mp):
             bpk[g * mp + co] = bias[g * cog + co] if bias != NULL and co < cog else 0
