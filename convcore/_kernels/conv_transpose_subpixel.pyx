@@ -89,7 +89,7 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
     (members*cog, cig*Ty*Tx) matrix: row (member, co), column (ci, ty, tx), value
     w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for packed_gemm (rows past the end
     are zeroed by the caller)."""
-    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt, row, r
+    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt, row, r, step
     cdef Py_ssize_t mem, co, co0, co1, ci, ty, tx, k0, cb, dy = ay.ks * ge.kw, dx = ax.ks
     cdef floating* base
     cdef floating* dst
@@ -107,6 +107,7 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
             nmx = ax.first[cx + 1] - ax.first[cx]
             nmem = (ay.first[cy + 1] - ay.first[cy]) * nmx
             kdim = ge.cig * tt
+            step = kdim * CCB_MR
             m = nmem * ge.cog
             for mem in range(nmem):
                 k0 = ay.k0[ay.first[cy] + mem // nmx] * ge.kw + ax.k0[ax.first[cx] + mem % nmx]
@@ -116,16 +117,17 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                         for tx in range(tx_n):
                             # column (ci, ty, tx); rows (mem, co) in the micro-kernel's packed
                             # layout, so that consecutive co are consecutive in memory
-                            src = w + (g * ge.cig + ci) * ge.cog * kk + k0 + ty * dy + tx * dx
+                            src = w + ((g * ge.cig + ci) * ge.cog + co0) * kk + k0 + ty * dy + tx * dx
                             row = mem * ge.cog + co0
                             dst = base + ((row // CCB_MR) * kdim + ci * tt + ty * tx_n + tx) * CCB_MR
                             r = row % CCB_MR
-                            for co in range(co0, co1):
-                                dst[r] = src[co * kk]
+                            for co in range(co1 - co0):
+                                dst[r] = src[0]
+                                src = src + kk
                                 r = r + 1
                                 if r == CCB_MR:
                                     r = 0
-                                    dst = dst + kdim * CCB_MR
+                                    dst = dst + step
 
 
 cdef Py_ssize_t segments(const Axis* ay, Py_ssize_t cy, const Geometry* ge, Py_ssize_t v0,
