@@ -106,7 +106,8 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
             wpk = <floating*>malloc(groups * mp * (k + 1) * sizeof(floating))
             if wpk == NULL:
                 raise MemoryError()
-            pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
+            with nogil:
+                pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
             conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
                          cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         elif nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:

@@ -183,7 +183,8 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         raise MemoryError()
     cdef floating* bpk = wpk + groups * ncb * mr_n * k
     cdef Py_ssize_t kk, g, cb, r
-    pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, bpk, nt)
+    with nogil:
+        pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, bpk, nt)
     for ci in range(cig):
         for i in range(kh):
             for j in range(kw):

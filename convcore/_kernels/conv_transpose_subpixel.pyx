@@ -535,8 +535,9 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
             wp = <floating*>calloc(wp_len, sizeof(floating))
-        # zeroed: the block source's lanes past its rows are read (into discarded results)
-        scratch = <floating*>calloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0)), sizeof(floating))
+        # zeroed for the block source: its lanes past the loaded rows are read (into discarded results)
+        r = nt * (col_len + ax.ncls * c_len + panel_len(<floating>0))
+        scratch = <floating*>(calloc(r, sizeof(floating)) if rt else malloc(r * sizeof(floating)))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
         # offset, per x phase its output column and end
         seg_cap = 4 * (tile // ge.qxm + 2)
