@@ -8,10 +8,10 @@ alone (never from num_threads, so every thread count gives the same bits); ``_pa
 ``"stride1"``   stride 1: an ordinary conv2d (conv.pyx and its dispatcher) with the flipped kernel
                 and swapped channels, padding d*(k-1)-p; where p > d*(k-1), the "full"
                 correlation of conv_transpose_subpixel (im2col tile + GEMM straight into place)
-``"subpixel"``  stride > 1 (dilation 1 on that axis): one dense correlation per output phase,
-                GEMM per tile, each output written once (conv_transpose_subpixel)
-``"col2im"``    stride and dilation > 1 on one axis, weights too large to repack per call, or
-                GEMM sizes beyond BLAS ints: below
+``"subpixel"``  stride > 1: one dense correlation per output phase, GEMM per tile, each output
+                written once (conv_transpose_subpixel); with dilation too, only on rows of 32+
+``"col2im"``    stride and dilation > 1 on one axis with input rows under 32 or long reductions,
+                weights too large to repack per call, or GEMM sizes beyond BLAS ints: below
 
 The direct and sub-pixel kernels handle any stride and dilation (_transpose_phases.pxd); the
 rules above only pick the fastest. Weights with NaN/Inf never take "stride1"/"subpixel" (see
@@ -42,6 +42,10 @@ DIRECT_MAX_CHANNELS = 4  # per group, in and out: below this a GEMM has nothing 
 # the sub-pixel kernel repacks the weights once per call; beyond this col2im reads them in place
 PACKED_WEIGHTS_MAX_BYTES = 32 * 1024 * 1024
 CONV_ROUTE_MIN_MACS = 1 << 20  # stride-1 calls with less work keep the in-module correlation
+# stride with dilation goes sub-pixel only on rows its block source takes (conv_transpose_subpixel:
+# at least a float32 register block wide, reductions up to its BLOCK_MAX_K)
+DILATED_SUBPIXEL_MIN_WIDTH = 32
+DILATED_SUBPIXEL_MAX_K = 640
 
 cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
 
@@ -177,6 +181,14 @@ def _col2im(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                           out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups, num_threads)
 
 
+def _taps(Py_ssize_t k, Py_ssize_t s, Py_ssize_t d):
+    """Most taps of one output phase along an axis: k / (s / gcd(s, d)), rounded up."""
+    cdef Py_ssize_t a = s, b = d
+    while b:
+        a, b = b, a % b
+    return -(-k // (s // a))
+
+
 def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t itemsize):
     """Name of the algorithm conv_transpose2d takes for these shapes (see the module docstring)."""
     cdef Py_ssize_t cin = x_shape[1], h = x_shape[2], wd = x_shape[3]
@@ -184,9 +196,13 @@ def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t 
     cdef Py_ssize_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1]
     if cig <= DIRECT_MAX_CHANNELS and cog <= DIRECT_MAX_CHANNELS:
         return "direct"
-    # stride with dilation on one axis leaves most phases without taps and the others with narrow
-    # GEMMs (measured slower than col2im, e.g. 64 -> 64 channels in 4 groups, 3x3 s2 d2)
-    if (sh > 1 and dh > 1) or (sw > 1 and dw > 1):
+    # stride with dilation on one axis splits the kernel into many small phases: worth it only where
+    # the sub-pixel kernel reads them from its block source (rows of at least a register block,
+    # short reductions): measured 1.1-1.6x faster than col2im there (3x3, s2, d2 or d3, 32-64
+    # channels, rows of 32-50), 1.2-1.4x slower on rows of 20 read through im2col
+    if ((sh > 1 and dh > 1) or (sw > 1 and dw > 1)) and (
+            wd < DILATED_SUBPIXEL_MIN_WIDTH
+            or cig * _taps(kh, sh, dh) * _taps(kw, sw, dw) > DILATED_SUBPIXEL_MAX_K):
         return "col2im"
     # GEMM sizes of the sub-pixel kernel must fit BLAS ints: rows <= cog*sh*sw, depth <= cig*kh*kw
     if (cin * cog * kh * kw * itemsize > PACKED_WEIGHTS_MAX_BYTES or cog * sh * sw > INT_MAX

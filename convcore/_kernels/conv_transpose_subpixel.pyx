@@ -238,19 +238,33 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
                         ph[k] = ax.phase[ax.first[cx] + mi]
                         ends[k] = qx0 + clipped(seg + 4 * i, ax.q[cx])
                         k += 1
-                if sw == 2 and k == 2 and srcs[0] != NULL and srcs[1] != NULL:
-                    # both phases of stride 2 interleaved: the row is stored front to back
+                if sw == 2 and k == 2:
+                    # both phases of stride 2 interleaved: the row is stored front to back (a phase
+                    # without taps stores the bias itself, as the general loop below does)
                     e = ends[0] if ends[0] < ends[1] else ends[1]
                     dst = row + ph[0]
                     d1 = row + ph[1]
                     src = srcs[0]
                     s1 = srcs[1]
-                    for qx in range(qx0, e):
-                        dst[2 * qx] = src[qx] + b
-                        d1[2 * qx] = s1[qx] + b
+                    if src != NULL and s1 != NULL:
+                        for qx in range(qx0, e):
+                            dst[2 * qx] = src[qx] + b
+                            d1[2 * qx] = s1[qx] + b
+                    elif src != NULL:
+                        for qx in range(qx0, e):
+                            dst[2 * qx] = src[qx] + b
+                            d1[2 * qx] = b
+                    elif s1 != NULL:
+                        for qx in range(qx0, e):
+                            dst[2 * qx] = b
+                            d1[2 * qx] = s1[qx] + b
+                    else:
+                        for qx in range(qx0, e):
+                            dst[2 * qx] = b
+                            d1[2 * qx] = b
                     for k in range(2):
                         if ends[k] > e:
-                            row[2 * e + ph[k]] = srcs[k][e] + b
+                            row[2 * e + ph[k]] = b if srcs[k] == NULL else srcs[k][e] + b
                     continue
                 for k in range(k):
                     dst = row + ph[k]

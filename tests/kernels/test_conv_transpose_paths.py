@@ -152,6 +152,13 @@ EDGE_CASES = {
         "col2im", ((2, 32, 6, 6), (32, 8, 3, 3), (14, 14), (2, 2), (1, 1), (2, 2), 4)),
     "no phase has taps: bias only": ("subpixel", ((2, 6, 11, 2), (6, 7, 2, 1), (26, 1), (3, 3), (3, 2), (1, 1), 1)),
     "few channels, stride and dilation": ("direct", ((2, 3, 5, 6), (3, 2, 3, 2), (15, 14), (3, 2), (1, 0), (2, 3), 1)),
+    # rows of DILATED_SUBPIXEL_MIN_WIDTH and more: stride with dilation goes sub-pixel (block source)
+    "stride 2, dilation 2, wide rows": (
+        "subpixel", ((2, 32, 6, 32), (32, 8, 3, 3), (14, 66), (2, 2), (1, 1), (2, 2), 4)),
+    "stride 3, dilation 2 on one axis, wide rows": (
+        "subpixel", ((1, 8, 5, 40), (8, 6, 3, 2), (13, 81), (3, 2), (1, 0), (2, 3), 2)),
+    "stride and dilation, wide rows, long reduction": (
+        "col2im", ((1, 400, 2, 32), (400, 5, 3, 3), (5, 67), (2, 2), (1, 1), (2, 2), 1)),
 }
 
 
