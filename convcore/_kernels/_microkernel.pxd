@@ -245,6 +245,22 @@ cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, co
         ccb_tile_d(k_n, wp, bp, src, koff, out, ldo, mr, nr)
 
 
+cdef inline void gather_gemm(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const floating* wp,
+                             const floating* bias, const floating* src, const Py_ssize_t* koff,
+                             floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, p) = bias + A B, column q of B read in place at src[koff[kk] + q] (NR lanes from each
+    block start must be readable); A packed as pack_groups does, bias padded or NULL. Row blocks
+    outer: a block's (K, MR) weights stay in L1 while its rows of C are written front to back."""
+    cdef Py_ssize_t nr = nr_of(<floating>0), i0 = 0, q
+    while i0 < m:
+        q = 0
+        while q < p:
+            tile(k, wp + i0 * k, bias + i0 if bias != NULL else NULL, src + q, koff, c + i0 * ldc + q, ldc,
+                 <int>(m - i0 if m - i0 < CCB_MR else CCB_MR), <int>(p - q if p - q < nr else nr))
+            q = q + nr
+        i0 = i0 + CCB_MR
+
+
 cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* wp,
                              const floating* bias, const floating* b, Py_ssize_t ldb, floating* c,
                              Py_ssize_t ldc, floating* panel) noexcept nogil:

@@ -32,7 +32,7 @@ from libc.string cimport memcpy
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, clamp, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
-from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, pack_groups, tile
+from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pack_groups
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the packed weights
@@ -43,24 +43,6 @@ MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
 # reduction chunk of the packed GEMM (convcore._kernels._microkernel): KC x NR column panels
 KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
-
-
-cdef inline void store_blocks(Py_ssize_t k, const floating* wpk, const floating* bpk, const floating* src,
-                              const Py_ssize_t* koff, floating* dst, Py_ssize_t ldo, Py_ssize_t p,
-                              Py_ssize_t cog) noexcept nogil:
-    """dst[co*ldo + q] = output channel co of the group at source pixel q, for co < cog, q < p;
-    wpk, bpk: the group's packed weights and bias. Channel blocks outer: each block's rows of
-    dst are written front to back (few store streams), its (K, MR) weights stay in L1."""
-    cdef Py_ssize_t mr_n = CCB_MR
-    cdef Py_ssize_t nr_n = CCB_NR_F if floating is float else CCB_NR_D
-    cdef Py_ssize_t cb, q
-    for cb in range(ceil_div(cog, mr_n)):
-        q = 0
-        while q < p:
-            tile(k, wpk + cb * k * mr_n, bpk + cb * mr_n, src + q, koff, dst + cb * mr_n * ldo + q, ldo,
-                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n),
-                 <int>(p - q if p - q < nr_n else nr_n))
-            q = q + nr_n
 
 
 cdef inline void load_phases(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
@@ -218,17 +200,16 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                 dst = out + (img * cout + g * cog) * ohw + p0 * ow_n
                 if nrow == 1 or wpitch == ow_n:
                     # no discarded columns between the rows: store straight into out
-                    store_blocks(k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff, dst, ohw,
-                                 nrow * ow_n, cog)
+                    gather_gemm(cog, nrow * ow_n, k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
+                                dst, ohw)
                 else:
-                    p = nrow * wpitch
+                    # a block of MR channels at a time into the accumulator rows (all of their
+                    # lanes: acc_len is whole blocks), then its rows without the discarded columns
+                    p = ceil_div(nrow * wpitch, nr_n) * nr_n
                     for cb in range(ncb):
-                        q = 0
-                        while q < p:
-                            tile(k, wpk + (g * ncb + cb) * k * mr_n, bpk + (g * ncb + cb) * mr_n, src + q,
-                                 koff, acc + q, acc_len,
-                                 <int>(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n), <int>nr_n)
-                            q = q + nr_n
+                        gather_gemm(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n, p, k,
+                                    wpk + (g * ncb + cb) * k * mr_n, bpk + (g * ncb + cb) * mr_n, src, koff,
+                                    acc, acc_len)
                         for r in range(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n):
                             for q in range(nrow):
                                 memcpy(dst + (cb * mr_n + r) * ohw + q * ow_n, acc + r * acc_len + q * wpitch,
@@ -238,8 +219,8 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                 p = ohw - p0 if ohw - p0 < pt else pt
                 im2col(x + (img * cin + g * cig) * hw, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw,
                        p0, p0 + p, src, ldc)
-                store_blocks(k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
-                             out + (img * cout + g * cog) * ohw + p0, ohw, p, cog)
+                gather_gemm(cog, p, k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
+                            out + (img * cout + g * cog) * ohw + p0, ohw)
     free(wpk)
     free(scratch)
     free(koff)

@@ -33,8 +33,7 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, nr_of, packed_gemm, padded_rows, panel_len
-from convcore._kernels._microkernel cimport tile as mk_tile
+from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, packed_gemm, padded_rows, panel_len
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_TILE, WANT_ITEMS, ceil_div, clamp, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -308,20 +307,6 @@ cdef void load_block(const floating* x, const Axis* ay, Py_ssize_t cy, const Geo
                 d[c] = 0
 
 
-cdef void block_gemm(const floating* wpk, Py_ssize_t m, Py_ssize_t kdim, const floating* blk,
-                     const Py_ssize_t* koff, Py_ssize_t p, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """c[i*ldc + q] = sum_k wpk(i, k) * blk[koff[k] + q] for i < m, q < p: the micro-kernel over
-    the block in place, row blocks outer (their packed weights stay in L1)."""
-    cdef Py_ssize_t nr = nr_of(<floating>0), i0 = 0, q
-    while i0 < m:
-        q = 0
-        while q < p:
-            mk_tile(kdim, wpk + i0 * kdim, NULL, blk + q, koff, c + i0 * ldc + q, ldc,
-                    <int>(m - i0 if m - i0 < CCB_MR else CCB_MR), <int>(p - q if p - q < nr else nr))
-            q = q + nr
-        i0 = i0 + CCB_MR
-
-
 cdef void run_items(const floating* x, const floating* wp, const floating* bias, floating* out,
                     const Axis* ay, const Axis* ax, const Geometry* ge, const Py_ssize_t* woff,
                     floating* scratch, Py_ssize_t col_len, Py_ssize_t c_len, Py_ssize_t* segs,
@@ -373,8 +358,8 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                 m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
                 if ge.pitch:
                     nps[cx] = ceil_div(ns * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
-                    block_gemm(wp + woff[pr] + g * padded_rows(m) * kdim, m, kdim, col, ge.koff + pr * ge.k_max,
-                               ns * ge.pitch, cbufs + cx * c_len, nps[cx])
+                    gather_gemm(m, ns * ge.pitch, kdim, wp + woff[pr] + g * padded_rows(m) * kdim, NULL, col,
+                                ge.koff + pr * ge.k_max, cbufs + cx * c_len, nps[cx])
                     continue
                 if pair_direct(ay, ax, cy, cx, ge):
                     # the tile lies in one image (segments are images) and covers consecutive pixels
