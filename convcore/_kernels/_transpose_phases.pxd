@@ -24,6 +24,20 @@ cdef struct Axis:
     Py_ssize_t* k0      # per member: its first kernel tap
 
 
+cdef inline Py_ssize_t tap_step(Py_ssize_t s, Py_ssize_t d) noexcept nogil:
+    """ks = s / gcd(s, d): the step between the kernel taps of one phase."""
+    cdef Py_ssize_t a = s, b = d
+    while b:
+        a, b = b, a % b
+    return s // a
+
+
+cdef inline Py_ssize_t max_phase_taps(Py_ssize_t k, Py_ssize_t s, Py_ssize_t d) noexcept nogil:
+    """Most taps any phase of this axis has: ceil(K / ks)."""
+    cdef Py_ssize_t ks = tap_step(s, d)
+    return (k + ks - 1) // ks
+
+
 cdef inline Py_ssize_t phase_k0(Py_ssize_t r, Py_ssize_t s, Py_ssize_t d, Py_ssize_t ks) noexcept nogil:
     """Smallest tap k >= 0 with k*d = r (mod s), or -1 when there is none (k repeats mod ks)."""
     cdef Py_ssize_t k
@@ -36,7 +50,7 @@ cdef inline Py_ssize_t phase_k0(Py_ssize_t r, Py_ssize_t s, Py_ssize_t d, Py_ssi
 cdef inline int axis_init(Axis* ax, Py_ssize_t i_n, Py_ssize_t o_n, Py_ssize_t k, Py_ssize_t s,
                           Py_ssize_t p, Py_ssize_t d) noexcept nogil:
     """Fill ax for one axis; -1 when out of memory."""
-    cdef Py_ssize_t a, c, q, base, taps, m, k0, gcd = s, rem = d
+    cdef Py_ssize_t a, c, q, base, taps, m, k0
     cdef Py_ssize_t* block = <Py_ssize_t*>malloc((8 * s + 1) * sizeof(Py_ssize_t))
     if block == NULL:
         return -1
@@ -48,11 +62,9 @@ cdef inline int axis_init(Axis* ax, Py_ssize_t i_n, Py_ssize_t o_n, Py_ssize_t k
     ax.k0 = block + 5 * s + 1
     cdef Py_ssize_t* cls_of = block + 6 * s + 1  # scratch: class of each phase (-1: no outputs)
     cdef Py_ssize_t* count = block + 7 * s + 1   # scratch: members per class
-    while rem:
-        gcd, rem = rem, gcd % rem
     ax.stride = s
-    ax.ks = s // gcd
-    ax.dd = d // gcd
+    ax.ks = tap_step(s, d)
+    ax.dd = d // (s // ax.ks)
     ax.ncls = 0
     for a in range(s):
         cls_of[a] = -1

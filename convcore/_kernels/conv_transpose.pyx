@@ -32,6 +32,7 @@ from libc.stdlib cimport malloc, free
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, team_size, tile_pixels
+from convcore._kernels._transpose_phases cimport max_phase_taps
 
 from convcore._threads import blas_single_threaded
 from convcore._kernels.conv import conv2d
@@ -181,14 +182,6 @@ def _col2im(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                           out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups, num_threads)
 
 
-def _taps(Py_ssize_t k, Py_ssize_t s, Py_ssize_t d):
-    """Most taps of one output phase along an axis: k / (s / gcd(s, d)), rounded up."""
-    cdef Py_ssize_t a = s, b = d
-    while b:
-        a, b = b, a % b
-    return -(-k // (s // a))
-
-
 def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t itemsize):
     """Name of the algorithm conv_transpose2d takes for these shapes (see the module docstring)."""
     cdef Py_ssize_t cin = x_shape[1], h = x_shape[2], wd = x_shape[3]
@@ -202,7 +195,7 @@ def _path_for(x_shape, w_shape, stride, dilation, Py_ssize_t groups, Py_ssize_t 
     # channels, rows of 32-50), 1.2-1.4x slower on rows of 20 read through im2col
     if ((sh > 1 and dh > 1) or (sw > 1 and dw > 1)) and (
             wd < DILATED_SUBPIXEL_MIN_WIDTH
-            or cig * _taps(kh, sh, dh) * _taps(kw, sw, dw) > DILATED_SUBPIXEL_MAX_K):
+            or cig * max_phase_taps(kh, sh, dh) * max_phase_taps(kw, sw, dw) > DILATED_SUBPIXEL_MAX_K):
         return "col2im"
     # GEMM sizes of the sub-pixel kernel must fit BLAS ints: rows <= cog*sh*sw, depth <= cig*kh*kw
     if (cin * cog * kh * kw * itemsize > PACKED_WEIGHTS_MAX_BYTES or cog * sh * sw > INT_MAX
