@@ -1,6 +1,7 @@
 """The general CPU kernels against tests/reference.py, called with the kernel contract's arguments."""
 import numpy as np
 import pytest
+from kernutil import tolerance
 from reference import conv2d_ref, conv_transpose2d_ref
 
 from convcore._kernels import conv, conv_transpose
@@ -47,10 +48,6 @@ def random_case(rng, transposed):
         w_shape = (groups * cog, cig, kh, kw)
     return dict(x_shape=x_shape, w_shape=w_shape, out_hw=(oh, ow), stride=(sh, sw), pad=(ph, pw),
                 dilation=(dh, dw), groups=groups, bias=rng.random() < 0.6, cout=groups * cog)
-
-
-def tolerance(dtype, k):
-    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
 
 
 def run(kernel, case, dtype, rng, num_threads=2, readonly=False):

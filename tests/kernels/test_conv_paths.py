@@ -5,6 +5,7 @@ each test asserts the path it means to exercise, so a changed rule cannot silent
 """
 import numpy as np
 import pytest
+from kernutil import call, make, path_of, tolerance
 from reference import conv2d_ref
 
 from convcore._kernels import conv
@@ -16,30 +17,6 @@ DTYPES = [np.float64, np.float32]
 
 def out_size(i, k, s, p, d):
     return (i + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def tolerance(dtype, k):
-    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
-
-
-def make(rng, spec, dtype, bias=True):
-    x_shape, w_shape = spec[0], spec[1]
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else np.empty(0, dtype)
-    return x, w, b
-
-
-def path_of(spec):
-    x, w, out_hw, stride, pad, dilation, groups = spec
-    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups)
-
-
-def call(kernel, spec, x, w, b, num_threads=2, prefill=np.nan):
-    _, _, out_hw, stride, pad, dilation, groups = spec
-    out = np.full((x.shape[0], w.shape[0], *out_hw), prefill, x.dtype)
-    kernel(x, w, b, out, *stride, *pad, *dilation, groups, num_threads)
-    return out
 
 
 def check(spec, dtype, rng, bias=True, num_threads=2):

@@ -6,6 +6,7 @@ those cases call it directly.
 """
 import numpy as np
 import pytest
+from kernutil import tolerance
 from reference import conv_transpose2d_ref
 
 from convcore._kernels import conv_transpose, conv_transpose_subpixel
@@ -13,10 +14,6 @@ from convcore._kernels import conv_transpose, conv_transpose_subpixel
 DTYPES = [np.float64, np.float32]
 PATHS = ["direct", "stride1", "subpixel", "col2im"]
 RANDOM_PATHS = PATHS + ["subpixel, dilated"]
-
-
-def tolerance(dtype, k):
-    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
 
 
 def out_size(i, k, s, p, d, op):

@@ -10,6 +10,7 @@ OpenBLAS fallback that takes over when the packed weights would exceed their bud
 """
 import numpy as np
 import pytest
+from kernutil import call, make, path_of, tolerance
 from reference import conv2d_ref, conv_transpose2d_ref
 
 from convcore._kernels import conv
@@ -20,33 +21,10 @@ from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
 DTYPES = [np.float64, np.float32]
 
 
-def tolerance(dtype, k):
-    return (1e-12 if dtype == np.float64 else 2e-5) * np.sqrt(k)
-
-
 def conv_spec(n, cin, h, wd, cout, kh, kw, stride=1, pad=0, groups=1):
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (wd + 2 * pad - kw) // stride + 1
     return ((n, cin, h, wd), (cout, cin // groups, kh, kw), (oh, ow), (stride, stride), (pad, pad), (1, 1), groups)
-
-
-def run(kernel, spec, x, w, b, num_threads=2):
-    _, _, out_hw, stride, pad, dilation, groups = spec
-    out = np.full((x.shape[0], w.shape[0], *out_hw), np.nan, x.dtype)
-    kernel(x, w, b, out, *stride, *pad, *dilation, groups, num_threads)
-    return out
-
-
-def path_of(spec):
-    x, w, out_hw, stride, pad, dilation, groups = spec
-    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups)
-
-
-def arrays(spec, dtype, rng, bias=True):
-    x = rng.standard_normal(spec[0]).astype(dtype)
-    w = rng.standard_normal(spec[1]).astype(dtype)
-    b = rng.standard_normal(spec[1][0]).astype(dtype) if bias else np.empty(0, dtype)
-    return x, w, b
 
 
 def blocking_specs(dtype):
@@ -76,9 +54,9 @@ def test_blocking_specs_reach_both_paths(dtype):
 def test_gemm_paths_match_the_blocked_kernel_bitwise(num_threads, dtype):
     rng = np.random.default_rng(40)
     for spec in blocking_specs(dtype):
-        x, w, b = arrays(spec, dtype, rng, bias=rng.random() < 0.8)
-        got = run(conv.conv2d, spec, x, w, b, num_threads)
-        np.testing.assert_array_equal(got, run(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b),
+        x, w, b = make(rng, spec, dtype, bias=rng.random() < 0.8)
+        got = call(conv.conv2d, spec, x, w, b, num_threads)
+        np.testing.assert_array_equal(got, call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b),
                                       err_msg=str(spec))
         expected = conv2d_ref(x, w, b if b.size else None, *spec[2:])
         k = w.shape[1] * w.shape[2] * w.shape[3]
@@ -93,12 +71,12 @@ def test_openblas_fallback_past_the_packed_weight_budget(dtype):
     specs = blocking_specs(dtype)[::7]
     packed = []
     for spec in specs:
-        x, w, b = arrays(spec, dtype, rng)
-        packed.append((x, w, b, run(conv.conv2d, spec, x, w, b)))
+        x, w, b = make(rng, spec, dtype)
+        packed.append((x, w, b, call(conv.conv2d, spec, x, w, b)))
     old = conv.set_packed_max_bytes(0)
     try:
         for spec, (x, w, b, want) in zip(specs, packed):
-            got = run(conv.conv2d, spec, x, w, b)
+            got = call(conv.conv2d, spec, x, w, b)
             assert not np.isnan(got).any()
             k = w.shape[1] * w.shape[2] * w.shape[3]
             np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(want).max()),
