@@ -16,6 +16,16 @@ cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
+cdef inline Py_ssize_t span_lo(Py_ssize_t off, Py_ssize_t s) noexcept nogil:
+    """The first q >= 0 with q*s + off >= 0 (a row position of stride s whose tap lands inside)."""
+    return ceil_div(-off, s) if off < 0 else 0
+
+
+cdef inline Py_ssize_t span_hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n) noexcept nogil:
+    """One past the last q >= 0 with q*s + off < n; 0 when there is none."""
+    return ceil_div(n - off, s) if n > off else 0
+
+
 cdef inline Py_ssize_t clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     return lo if v < lo else (hi if v > hi else v)
 

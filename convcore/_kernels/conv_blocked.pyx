@@ -30,7 +30,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, clamp, team_size, tile_pixels
+from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, clamp, span_hi, span_lo, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
 from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pack_groups
 
@@ -56,10 +56,8 @@ cdef inline void load_phases(floating* blk, const floating* xc, Py_ssize_t h, Py
     for rho in range(sh):
         for sig in range(sw):
             # columns cx with 0 <= x0 + cx*sw + sig < wd
-            a = ceil_div(-x0 - sig, sw) if x0 + sig < 0 else 0
-            e = ceil_div(wd - x0 - sig, sw) if wd > x0 + sig else 0
-            a = clamp(a, 0, wp)
-            e = clamp(e, a, wp)
+            a = clamp(span_lo(x0 + sig, sw), 0, wp)
+            e = clamp(span_hi(x0 + sig, sw, wd), a, wp)
             for ry in range(rows):
                 dst = blk + ((rho * sw + sig) * ry_n + ry) * wp
                 iy = y0 + ry * sh + rho

@@ -3,6 +3,8 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from convcore._kernels._tiling cimport span_hi, span_lo
+
 
 cdef inline void im2col(const floating* xg, Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ow_n,
@@ -20,8 +22,8 @@ cdef inline void im2col(const floating* xg, Py_ssize_t cig, Py_ssize_t h, Py_ssi
             for j in range(kw):
                 off = j * dw - pw
                 # output columns whose tap j reads inside the row: 0 <= ow*sw + off < wd
-                lo = (-off + sw - 1) // sw if off < 0 else 0
-                hi = (wd - off + sw - 1) // sw if wd > off else 0
+                lo = span_lo(off, sw)
+                hi = span_hi(off, sw, wd)
                 dst = row
                 p = p0
                 oh = oh0

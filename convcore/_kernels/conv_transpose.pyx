@@ -31,7 +31,7 @@ from libc.stdlib cimport malloc, free
 
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, team_size, tile_pixels
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
 from convcore._kernels._transpose_phases cimport max_phase_taps
 
 from convcore._threads import blas_single_threaded
@@ -74,8 +74,8 @@ cdef void col2im(const floating* col, Py_ssize_t nco, Py_ssize_t kh, Py_ssize_t 
             for j in range(kw):
                 off = j * dw - pw
                 # input columns whose tap j lands inside the row: 0 <= iw*sw + off < OW
-                lo = (-off + sw - 1) // sw if off < 0 else 0
-                hi = (ow_n - off + sw - 1) // sw if ow_n > off else 0
+                lo = span_lo(off, sw)
+                hi = span_hi(off, sw, ow_n)
                 p = p0
                 while p < p1:
                     ih = p // wd
