@@ -49,6 +49,7 @@ cdef enum:
     DEEP_K = 256  # GEMMs at least this deep are compute-bound (DCGAN-like layers): make them ...
     WIDE_N = 256  # ... this many pixels wide (their weights are re-read per tile; 256 measured 3%
                   # faster than 512 on DCGAN: the im2col block stays nearer L2)
+    MIN_ROWS = 64  # GEMM rows per work item at least, when output channels are split
 
 
 def set_tile_bytes(Py_ssize_t nbytes):
@@ -85,48 +86,42 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                      const Py_ssize_t* woff, const Geometry* ge, Py_ssize_t g,
                      Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
     """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
-    (members*cog, cig*Ty*Tx) matrix: row (member, co), column (ci, ty, tx), value
+    (cog*members, cig*Ty*Tx) matrix: row (co, member), column (ci, ty, tx), value
     w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for packed_gemm (rows past the end
-    are zeroed by the caller)."""
-    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, m, tt, row, r, step
-    cdef Py_ssize_t mem, co, co0, co1, ci, ty, tx, k0, cb, dy = ay.ks * ge.kw, dx = ax.ks
-    cdef floating* base
+    are zeroed by the caller). Rows co-major, so that a block of output channels is a block of
+    rows."""
+    cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, tt, m, rb, nr, r
+    cdef Py_ssize_t row, co, mem, ci, ty, tx, t, dy = ay.ks * ge.kw, dx = ax.ks, cstep = ge.cog * kk
+    cdef Py_ssize_t roff[16]  # >= CCB_MR: where each row of a block reads its (co, member) kernel tap
     cdef floating* dst
-    cdef const floating* src
-    # blocks of PACK_CI x PACK_CI (ci, co): their weights stay in L1 while every phase takes its taps
-    for cb in range(ceil_div(ge.cog, PACK_CI)):
-        co0 = cb * PACK_CI
-        co1 = min(co0 + PACK_CI, ge.cog)
-        for pr in range(ge.npairs):
-            cy = pr // ax.ncls
-            cx = pr - cy * ax.ncls
-            ty_n = ay.taps[cy]
-            tx_n = ax.taps[cx]
-            tt = ty_n * tx_n
-            nmx = ax.first[cx + 1] - ax.first[cx]
-            nmem = (ay.first[cy + 1] - ay.first[cy]) * nmx
-            kdim = ge.cig * tt
-            step = kdim * CCB_MR
-            m = nmem * ge.cog
-            for mem in range(nmem):
-                k0 = ay.k0[ay.first[cy] + mem // nmx] * ge.kw + ax.k0[ax.first[cx] + mem % nmx]
-                base = wp + woff[pr] + g * padded_rows(m) * kdim
-                for ci in range(c0, c1):
-                    for ty in range(ty_n):
-                        for tx in range(tx_n):
-                            # column (ci, ty, tx); rows (mem, co) in the micro-kernel's packed
-                            # layout, so that consecutive co are consecutive in memory
-                            src = w + ((g * ge.cig + ci) * ge.cog + co0) * kk + k0 + ty * dy + tx * dx
-                            row = mem * ge.cog + co0
-                            dst = base + ((row // CCB_MR) * kdim + ci * tt + ty * tx_n + tx) * CCB_MR
-                            r = row % CCB_MR
-                            for co in range(co1 - co0):
-                                dst[r] = src[0]
-                                src = src + kk
-                                r = r + 1
-                                if r == CCB_MR:
-                                    r = 0
-                                    dst = dst + step
+    for pr in range(ge.npairs):
+        cy = pr // ax.ncls
+        cx = pr - cy * ax.ncls
+        ty_n = ay.taps[cy]
+        tx_n = ax.taps[cx]
+        tt = ty_n * tx_n
+        nmx = ax.first[cx + 1] - ax.first[cx]
+        nmem = (ay.first[cy + 1] - ay.first[cy]) * nmx
+        kdim = ge.cig * tt
+        m = nmem * ge.cog
+        # one packed row block at a time: its columns c0*tt .. c1*tt - 1 are one stretch of
+        # memory, written front to back, and its rows read neighbouring output channels
+        for rb in range(ceil_div(m, CCB_MR) if kdim else 0):
+            nr = min(CCB_MR, m - rb * CCB_MR)
+            for r in range(nr):
+                row = rb * CCB_MR + r
+                co = row // nmem
+                mem = row - co * nmem
+                roff[r] = ((g * ge.cig * ge.cog + co) * kk + ay.k0[ay.first[cy] + mem // nmx] * ge.kw
+                           + ax.k0[ax.first[cx] + mem % nmx])
+            dst = wp + woff[pr] + g * padded_rows(m) * kdim + (rb * kdim + c0 * tt) * CCB_MR
+            for ci in range(c0, c1):
+                for ty in range(ty_n):
+                    for tx in range(tx_n):
+                        t = ci * cstep + ty * dy + tx * dx
+                        for r in range(nr):
+                            dst[r] = w[roff[r] + t]
+                        dst = dst + CCB_MR
 
 
 cdef Py_ssize_t segments(const Axis* ay, Py_ssize_t cy, const Geometry* ge, Py_ssize_t v0,
@@ -198,11 +193,12 @@ cdef void im2col(const floating* x, const Axis* ay, const Axis* ax, Py_ssize_t c
 cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* nps,
                     Py_ssize_t* js, const floating** srcs, Py_ssize_t* ph, Py_ssize_t* ends,
                     const floating* bias, floating* out, const Axis* ay, const Axis* ax,
-                    Py_ssize_t cy, const Geometry* ge, Py_ssize_t g, const Py_ssize_t* seg,
-                    Py_ssize_t ns) noexcept nogil:
-    """out[img, g*cog + co, ay + qy*sh, ax + qx*sw] = c[(member, co), j] + bias for the pixels
-    j = (img, qy, qx) of the segments, where c is x class cx's GEMM result (cbufs + cx*c_len,
-    rows nps[cx] long), or the bias alone for a class without taps. Every x phase of an output
+                    Py_ssize_t cy, const Geometry* ge, Py_ssize_t g, Py_ssize_t co0, Py_ssize_t co1,
+                    const Py_ssize_t* seg, Py_ssize_t ns) noexcept nogil:
+    """out[img, g*cog + co, ay + qy*sh, ax + qx*sw] = c[(co - co0, member), j] + bias for the
+    output channels co0..co1-1 and the pixels j = (img, qy, qx) of the segments, where c is x
+    class cx's GEMM result (cbufs + cx*c_len, rows nps[cx] long), or the bias alone for a class
+    without taps. Every x phase of an output
     row is written before the next row; srcs, ph, ends: room for the stride_w x phases. With the
     block source (ge.pitch > 0) segment i's pixels start at i*pitch of a result row, else right
     after the previous segment's."""
@@ -222,7 +218,7 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
         qx0 = seg[4 * i + 2]
         for my in range(nmy):
             oy = ay.phase[fy + my] + qy * ge.sh
-            for co in range(ge.cog):
+            for co in range(co0, co1):
                 b = bias[g * ge.cog + co] if ge.has_bias else 0
                 row = out + ((img * ge.cout + g * ge.cog + co) * ge.oh_n + oy) * ge.ow_n
                 k = 0
@@ -232,7 +228,7 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
                         # phase k: its results (NULL: bias only), output column and end
                         srcs[k] = NULL
                         if ay.taps[cy] and ax.taps[cx]:
-                            srcs[k] = (cbufs + cx * c_len + ((my * nmx + mi) * ge.cog + co) * nps[cx]
+                            srcs[k] = (cbufs + cx * c_len + (((co - co0) * nmy + my) * nmx + mi) * nps[cx]
                                        + js[cx] - qx0)
                         ph[k] = ax.phase[ax.first[cx] + mi]
                         ends[k] = qx0 + clipped(seg + 4 * i, ax.q[cx])
@@ -311,20 +307,24 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                     const Axis* ay, const Axis* ax, const Geometry* ge, const Py_ssize_t* woff,
                     floating* scratch, Py_ssize_t col_len, Py_ssize_t c_len, Py_ssize_t* segs,
                     const floating** srcs, Py_ssize_t seg_cap, Py_ssize_t items, Py_ssize_t nseg,
-                    Py_ssize_t seg_len, Py_ssize_t tps, Py_ssize_t tile, int nt) noexcept:
+                    Py_ssize_t seg_len, Py_ssize_t tps, Py_ssize_t tile, Py_ssize_t cob,
+                    int nt) noexcept:
     cdef Py_ssize_t item, g, rest, seg, t, v0, v1, pr, cy, cx, np_, kdim, m, img, ns, i
+    cdef Py_ssize_t nmb = ceil_div(ge.cog, cob), mb, co0, co1, nmem
     cdef Py_ssize_t* sg
     cdef Py_ssize_t* nps
     cdef floating* col
     cdef floating* cbufs
     cdef floating* panel
     cdef const floating* bmat
+    cdef const floating* wk
     cdef Py_ssize_t ldb
     cdef int tid
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
-        # an item is (group, segment, tile, y class): it computes every x class of its rows
+        # an item is (group, segment, tile, y class, block of output channels): it computes
+        # every x class of its rows for those channels
         for item in prange(items, schedule="dynamic"):
             col = scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0))
             # col: the block source, or the im2col block of the current x class
@@ -332,8 +332,12 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
             panel = cbufs + ax.ncls * c_len
             sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
             nps = sg + seg_cap
-            cy = item % ay.ncls
-            rest = item // ay.ncls
+            mb = item % nmb
+            rest = item // nmb
+            co0 = mb * cob
+            co1 = min(co0 + cob, ge.cog)
+            cy = rest % ay.ncls
+            rest = rest // ay.ncls
             t = rest % tps
             rest = rest // tps
             seg = rest % nseg
@@ -355,11 +359,15 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                 kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
                 if np_ == 0 or kdim == 0:
                     continue
-                m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+                nmem = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx])
+                # rows (co, member) of channels co0..co1-1: co0 is a multiple of MR, so they
+                # start a packed row block
+                m = (co1 - co0) * nmem
+                wk = wp + woff[pr] + (g * padded_rows(nmem * ge.cog) + co0 * nmem) * kdim
                 if ge.pitch:
                     nps[cx] = ceil_div(ns * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
-                    gather_gemm(m, ns * ge.pitch, kdim, wp + woff[pr] + g * padded_rows(m) * kdim, NULL, col,
-                                ge.koff + pr * ge.k_max, cbufs + cx * c_len, nps[cx])
+                    gather_gemm(m, ns * ge.pitch, kdim, wk, NULL, col, ge.koff + pr * ge.k_max,
+                                cbufs + cx * c_len, nps[cx])
                     continue
                 if pair_direct(ay, ax, cy, cx, ge):
                     # the tile lies in one image (segments are images) and covers consecutive pixels
@@ -370,10 +378,9 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                     im2col(x, ay, ax, cy, cx, ge, g, sg, ns, col)
                     bmat = col
                     ldb = np_
-                packed_gemm(m, np_, kdim, wp + woff[pr] + g * padded_rows(m) * kdim, NULL, bmat, ldb,
-                            cbufs + cx * c_len, np_, panel)
+                packed_gemm(m, np_, kdim, wk, NULL, bmat, ldb, cbufs + cx * c_len, np_, panel)
             write_out(cbufs, c_len, nps, nps + ax.ncls, srcs + tid * ge.sw, nps + 2 * ax.ncls,
-                      nps + 2 * ax.ncls + ge.sw, bias, out, ay, ax, cy, ge, g, sg, ns)
+                      nps + 2 * ax.ncls + ge.sw, bias, out, ay, ax, cy, ge, g, co0, co1, sg, ns)
 
 
 cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t depth,
@@ -397,6 +404,19 @@ cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t dep
     if p >= pixels:
         return pixels
     return ceil_div(pixels, ceil_div(pixels, p))
+
+
+cdef Py_ssize_t channel_block(Py_ssize_t cog, Py_ssize_t nmem, Py_ssize_t items) noexcept nogil:
+    """Output channels per work item: all of them when the tiles give WANT_ITEMS items, else
+    blocks of a multiple of MR channels (whole packed row blocks) of at least MIN_ROWS GEMM rows,
+    since each block redoes its tile's column block. A block changes no result, only which
+    thread computes it (batch-1 layers: 2x on a 512 -> 256 channel 2x2 upsampling)."""
+    cdef Py_ssize_t cob
+    if items >= WANT_ITEMS:
+        return cog
+    cob = max(ceil_div(cog, ceil_div(WANT_ITEMS, items)), ceil_div(MIN_ROWS, nmem))
+    cob = ceil_div(cob, CCB_MR) * CCB_MR
+    return cob if cob < cog else cog
 
 
 cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssize_t col_rows,
@@ -461,7 +481,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     cdef Axis ay, ax
     cdef Geometry ge
     cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
-    cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len
+    cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len, cob
     cdef bint grid_direct = False, direct
     cdef Py_ssize_t* woff = NULL
     cdef floating* wp = NULL
@@ -531,6 +551,9 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             c_len = c_rows * tile
         tps = ceil_div(seg_len, tile)
         items = groups * nseg * tps * ay.ncls
+        # (c_rows // cog: most members of a class pair; 0 when no phase has taps)
+        cob = channel_block(ge.cog, max(c_rows // ge.cog, 1), items)
+        items = items * ceil_div(ge.cog, cob)
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
             wp = <floating*>calloc(wp_len, sizeof(floating))
@@ -551,7 +574,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                 c0 = (r - g * nblk) * PACK_CI
                 pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
         run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_len, c_len, segs, srcs, seg_cap,
-                  items, nseg, seg_len, tps, tile, nt)
+                  items, nseg, seg_len, tps, tile, cob, nt)
     finally:
         free(srcs)
         free(segs)
