@@ -274,19 +274,22 @@ cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const flo
 cdef inline void pack_row_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
                                 floating* wp) noexcept nogil:
     """Block blk (rows blk*MR ...) of the m x k row-major a, packed: wp[blk*k*MR + kk*MR + r] =
-    a[(blk*MR + r)*k + kk], rows past m zero."""
-    cdef Py_ssize_t i, kk, r
+    a[(blk*MR + r)*k + kk], rows past m zero. In chunks of 256 columns, so that the MR passes
+    over a chunk's packed copy stay in L1 (one pass over all of K: 2.5x slower at K = 4608)."""
+    cdef Py_ssize_t i, kk, r, k0, k1
     cdef floating* dst = wp + blk * k * CCB_MR
     cdef const floating* src
-    for r in range(CCB_MR):
-        i = blk * CCB_MR + r
-        if i < m:
-            src = a + i * k
-            for kk in range(k):
-                dst[kk * CCB_MR + r] = src[kk]
-        else:
-            for kk in range(k):
-                dst[kk * CCB_MR + r] = 0
+    for k0 in range(0, k, 256):
+        k1 = min(k0 + 256, k)
+        for r in range(CCB_MR):
+            i = blk * CCB_MR + r
+            if i < m:
+                src = a + i * k
+                for kk in range(k0, k1):
+                    dst[kk * CCB_MR + r] = src[kk]
+            else:
+                for kk in range(k0, k1):
+                    dst[kk * CCB_MR + r] = 0
 
 
 cdef inline void pack_groups(const floating* w, const floating* bias, Py_ssize_t groups, Py_ssize_t cog,

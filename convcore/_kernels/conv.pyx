@@ -12,23 +12,26 @@ Paths, chosen from shapes only by ``_path_for``:
   and sums each output over all of K in registers, bias included.
 * ``"im2col"``: everything else (1x1 with stride or padding included: im2col is then a gather).
 
-A GEMM work item is (image, group, tile of consecutive output pixels). Its im2col block
-(Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and the micro-kernel GEMM
-(convcore._kernels._microkernel: weights packed once per call, K in chunks of KC, columns
-copied into L1-sized panels) writes the (Cout/groups, tile) result, bias included, straight into
-``out``; the "gemm" path skips im2col. Weights whose packed copy would pass 32 MB are read in
-place by OpenBLAS instead (bias pre-filled, then beta = 1).
+A GEMM work item is (group, tile of consecutive output pixels of the batch, whole register
+blocks wide). Its im2col block (Cin/groups*KH*KW, tile) lands in the calling thread's column
+buffer and the micro-kernel GEMM (convcore._kernels._microkernel: weights packed once per call,
+K in chunks of KC, columns copied into L1-sized panels) writes the (Cout/groups, tile) result,
+bias included, straight into ``out``; the "gemm" path skips im2col. A tile that crosses images
+(small planes share one GEMM) gathers its columns per image and copies its result out per image.
+Weights whose packed copy would pass 32 MB are read in place by OpenBLAS instead, a tile within
+one image at a time (bias pre-filled, then beta = 1).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, team_size, tile_pixels
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, ceil_div, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
-from convcore._kernels._microkernel cimport pack_groups, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport nr_of, pack_groups, packed_gemm, padded_rows, panel_len
 
 from convcore._kernels.conv_blocked import conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
@@ -88,13 +91,28 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
     # the tile's (K, tile) column block stays in L2; with no column buffer, its (C_out/groups, tile)
     # result, re-read per reduction chunk, gets an eighth of that (1x1 over 256 channels measured
     # 5-8% faster than with the whole budget)
-    cdef Py_ssize_t tile = tile_pixels(ohw, cog if direct else k, sizeof(floating),
-                                       _tile_bytes // 8 if direct else _tile_bytes, n * groups)
-    cdef Py_ssize_t ntiles = (ohw + tile - 1) // tile
-    cdef Py_ssize_t items = n * groups * ntiles
+    cdef Py_ssize_t budget = _tile_bytes // 8 if direct else _tile_bytes
+    cdef Py_ssize_t nr = nr_of(<floating>0), items, col_len, spill = 0, per_img
+    cdef Py_ssize_t tile = tile_pixels(ohw, cog if direct else k, sizeof(floating), budget, n * groups)
+    cdef Py_ssize_t ntiles = n * ceil_div(ohw, tile)
+    cdef bint flat = packed and n > 1 and tile == ohw, spans = False
+    if flat:
+        # planes smaller than a tile: tiles run over the batch's pixels, whole register blocks
+        # wide, so that small images share a GEMM (7x7 planes of 49 pixels left a 17-pixel tail
+        # block per image: 23% idle lanes). A tile that crosses images takes the im2col source
+        # and a result buffer (spill).
+        tile = tile_pixels(n * ohw, cog if direct else k, sizeof(floating), budget, groups)
+        if tile > nr:
+            tile = tile // nr * nr
+        ntiles = ceil_div(n * ohw, tile)
+        spans = ohw % tile != 0
+        if spans:
+            spill = cog * tile
+    per_img = 0 if flat else ntiles // n
+    items = groups * ntiles
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
-    # per thread: the column block, then the micro-kernel's column panel
-    cdef Py_ssize_t col_len = (0 if direct else k * tile) + (panel_len(<floating>0) if packed else 0)
+    # per thread: the column block, the spill buffer, then the micro-kernel's column panel
+    col_len = (k * tile if not direct or spans else 0) + spill + (panel_len(<floating>0) if packed else 0)
     cdef floating* cols = NULL
     cdef floating* wpk = NULL
     if col_len:
@@ -108,15 +126,15 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
                 raise MemoryError()
             with nogil:
                 pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
-            conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
-                         cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+            conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, spill, direct, items, ntiles, per_img, tile,
+                         n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         elif nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
             with blas_single_threaded():
-                conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
-                             cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+                conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
+                             n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         else:
-            conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, direct, items, ntiles, tile,
-                         cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+            conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
+                         n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
     finally:
         free(cols)
         free(wpk)
@@ -124,33 +142,68 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
 
 
 cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk, const floating* bias,
-                       bint has_bias, floating* out, floating* cols, Py_ssize_t col_len, bint direct,
-                       Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t tile,
-                       Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
+                       bint has_bias, floating* out, floating* cols, Py_ssize_t col_len, Py_ssize_t spill,
+                       bint direct, Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t per_img, Py_ssize_t tile,
+                       Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
-    """wpk: the packed weights and biases (micro-kernel GEMM), or NULL (OpenBLAS on w)."""
+    """wpk: the packed weights and biases (micro-kernel GEMM), or NULL (OpenBLAS on w). A group
+    has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups, mp = padded_rows(cog)
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
-    cdef Py_ssize_t item, img, g, p0, p, co, ng, q, ldb
+    cdef Py_ssize_t item, img, g, t, p0, p, co, q, ldb, f0, f1, a, e, j
     cdef int tid
     cdef floating* col
+    cdef floating* res
     cdef floating* dst
+    cdef floating* panel
     cdef floating b
     cdef const floating* src
+    cdef const floating* wg = NULL
+    cdef const floating* bg = NULL
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
         for item in prange(items, schedule="dynamic"):
-            ng = item // ntiles
-            img = ng // groups
-            g = ng - img * groups
-            p0 = (item - ng * ntiles) * tile
+            g = item // ntiles
+            t = item - g * ntiles
+            col = cols + tid * col_len
+            if wpk != NULL:
+                panel = col + col_len - panel_len(<floating>0)  # the end of the thread's scratch
+                wg = wpk + g * mp * k
+                bg = wpk + groups * mp * k + g * mp if has_bias else NULL
+            if per_img:
+                img = t // per_img
+                p0 = (t - img * per_img) * tile
+            else:
+                f0 = t * tile
+                f1 = min(f0 + tile, n * ohw)
+                img = f0 // ohw
+                p0 = f0 - img * ohw
+                if (f1 - 1) // ohw != img:
+                    # the tile crosses images: columns per image, one GEMM, results copied out
+                    j = 0
+                    while f0 + j < f1:
+                        a = (f0 + j) % ohw
+                        e = min(ohw, a + f1 - f0 - j)
+                        im2col(x + ((f0 + j) // ohw * cin + g * cig) * hw, cig, h, wd, kh, kw, ow_n,
+                               sh, sw, ph, pw, dh, dw, a, e, col + j, f1 - f0)
+                        j = j + e - a
+                    res = col + k * tile
+                    packed_gemm(cog, f1 - f0, k, wg, bg, col, f1 - f0, res, f1 - f0, panel)
+                    j = 0
+                    while f0 + j < f1:
+                        a = (f0 + j) % ohw
+                        e = min(ohw, a + f1 - f0 - j)
+                        dst = out + ((f0 + j) // ohw * cout + g * cog) * ohw
+                        for co in range(cog):
+                            memcpy(dst + co * ohw + a, res + co * (f1 - f0) + j, (e - a) * sizeof(floating))
+                        j = j + e - a
+                    continue
             p = min(tile, ohw - p0)
             dst = out + (img * cout + g * cog) * ohw + p0
             src = x + (img * cin + g * cig) * hw
-            col = cols + tid * col_len
             if direct:
                 src = src + p0
                 ldb = hw
@@ -158,10 +211,8 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
                 im2col(src, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, col, p)
                 src = col
                 ldb = p
-                col = col + k * p
             if wpk != NULL:
-                packed_gemm(cog, p, k, wpk + g * mp * k,
-                            wpk + groups * mp * k + g * mp if has_bias else NULL, src, ldb, dst, ohw, col)
+                packed_gemm(cog, p, k, wg, bg, src, ldb, dst, ohw, panel)
                 continue
             if has_bias:
                 for co in range(cog):

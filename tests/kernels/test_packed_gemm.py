@@ -64,6 +64,31 @@ def test_gemm_paths_match_the_blocked_kernel_bitwise(num_threads, dtype):
                                    atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()), err_msg=str(spec))
 
 
+# small planes: GEMM tiles run over the batch's pixels and cross images (7x7 ResNet-like planes,
+# 1x1 and K past BLOCKED_MAX_K, planes under a register block, a stride)
+ACROSS_IMAGES = [conv_spec(5, 24, 7, 7, 11, 1, 1), conv_spec(4, 460, 3, 4, 9, 3, 3, pad=1),
+                 conv_spec(6, 17, 1, 5, MR + 3, 1, 1), conv_spec(3, 4100, 5, 5, 6, 1, 1, stride=2, pad=1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tile_bytes", [None, 1])
+def test_tiles_across_images_match_the_blocked_kernel_bitwise(tile_bytes, dtype):
+    """Tiles that cross image boundaries (columns gathered per image, results copied out per image),
+    also with the smallest tiles (MIN_TILE pixels, cut mid-image): the same bits as one image at a time."""
+    rng = np.random.default_rng(44)
+    old = conv.set_tile_bytes(tile_bytes) if tile_bytes else None
+    try:
+        for spec in ACROSS_IMAGES:
+            assert path_of(spec) in ("gemm", "im2col")
+            x, w, b = make(rng, spec, dtype, bias=True)
+            want = call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b)
+            for nt in (1, 2):
+                np.testing.assert_array_equal(call(conv.conv2d, spec, x, w, b, nt), want, err_msg=str(spec))
+    finally:
+        if old is not None:
+            conv.set_tile_bytes(old)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_openblas_fallback_past_the_packed_weight_budget(dtype):
     """With no budget for packed weights, the same shapes run OpenBLAS on the weights in place."""
