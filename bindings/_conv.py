@@ -203,6 +203,10 @@ def _on_input_device(op):
 
 @_on_input_device
 def convolution(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, fn):
+    key = _plan_key(fn, input, weight, bias, (stride, padding, dilation, groups, padding_mode))
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None:
+        return _run_plan(plan, input, weight, bias)
     x, w, b, xp = as_operands(input, weight, bias, fn)
     x, unbatched = _batched(x, nd, fn)
     # argument types first (torch's parser), then groups, then lengths (expand_param_if_needed)
@@ -255,18 +259,25 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         _shapes.conv_out_size(s, k, st, p0, p1, d)
         for s, k, st, (p0, p1), d in zip(x.shape[2:], kernel, stride, pads, dilation)
     )
+    kernel_args = None
     if x.shape[1] == 0:  # torch returns an empty result with no channels (bias dropped)
         out = _empty(xp, (x.shape[0], 0) + out_sizes, x.dtype, fn)
     else:
         out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
         if out.size:
-            _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
-                 _pair(dilation, 1), groups, fn)
+            kernel_args = _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
+                               _pair(dilation, 1), groups, fn)
+    if key is not None and padding_mode == "zeros":
+        _store_plan(key, False, x, w, out, nd, unbatched, kernel_args)
     return out[0] if unbatched else out
 
 
 @_on_input_device
 def conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, fn):
+    key = _plan_key(fn, input, weight, bias, (stride, padding, output_padding, groups, dilation))
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None:
+        return _run_plan(plan, input, weight, bias)
     x, w, b, xp = as_operands(input, weight, bias, fn)
     x, unbatched = _batched(x, nd, fn)
     stride = _args.as_ints(stride, "stride", fn)
@@ -315,8 +326,9 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
             f"size per channel: {_args.size_str(_pair(out_sizes, 1))}. Output size is too small"
         )
     out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
-    if out.size:
-        _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups, fn)
+    kernel_args = _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups, fn) if out.size else None
+    if key is not None:
+        _store_plan(key, True, x, w, out, nd, unbatched, kernel_args)
     return out[0] if unbatched else out
 
 
@@ -351,9 +363,66 @@ def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups, 
     w = _as_2d(xp.ascontiguousarray(w), nd)
     b = xp.empty(0, dtype=x.dtype) if b is None else xp.ascontiguousarray(b)
     kernel = conv_transpose2d if transposed else conv2d
-    args = (x, w, b, _as_2d(out, nd), stride[0], stride[1], pad_begin[0], pad_begin[1],
-            dilation[0], dilation[1], groups)
+    scalars = (stride[0], stride[1], pad_begin[0], pad_begin[1], dilation[0], dilation[1], groups)
     if num_threads is None:
-        kernel(*args)
+        kernel(x, w, b, _as_2d(out, nd), *scalars)
     else:
-        kernel(*args, num_threads)
+        kernel(x, w, b, _as_2d(out, nd), *scalars, num_threads)
+    return scalars
+
+
+# Plans of validated numpy calls: a repeated call (same shapes, dtypes and arguments, as in
+# inference) skips the checks and shape arithmetic above, which cost more than a tiny kernel.
+# A plan holds only what those checks derived; only exact ints, tuples of ints and strings
+# enter a key, so that no value torch rejects (True, 1.0) can alias an accepted one.
+_PLANS = {}
+_PLANS_MAX = 256
+
+
+def _plain(value):
+    """Whether value may be part of a plan key."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return True
+    if kind is tuple:
+        for item in value:
+            if type(item) is not int:
+                return False
+        return True
+    return False
+
+
+def _plan_key(fn, x, w, b, scalars):
+    """The plan key of a call on C-contiguous numpy operands, else None."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray or not (x.flags.c_contiguous and w.flags.c_contiguous):
+        return None
+    if b is None:
+        b_key = None
+    elif type(b) is np.ndarray:
+        b_key = (b.shape, b.dtype)
+    else:
+        return None
+    for value in scalars:
+        if not _plain(value):
+            return None
+    return (fn, x.shape, x.dtype, w.shape, w.dtype, b_key) + scalars
+
+
+def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
+    """Remember a validated call: output shape, kernel operand shapes and scalar arguments."""
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    shapes = None if kernel_args is None else tuple(
+        a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
+    _PLANS[key] = (transposed, out.shape, unbatched, shapes, kernel_args)
+
+
+def _run_plan(plan, x, w, b):
+    transposed, out_shape, unbatched, shapes, kernel_args = plan
+    out = np.empty(out_shape, x.dtype)
+    if kernel_args is not None:
+        conv2d, conv_transpose2d, num_threads = _backend(np)
+        b = np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b)
+        (conv_transpose2d if transposed else conv2d)(
+            x.reshape(shapes[0]), w.reshape(shapes[1]), b, out.reshape(shapes[2]), *kernel_args, num_threads)
+    return out[0] if unbatched else out
