@@ -129,6 +129,12 @@ EXTRA_CASES = [
     _c("T2-rgb-4x4", "conv_transpose2d", (16, 32, 64, 64), (32, 3, 4, 4), stride=2, padding=1),
     _c("T2-s1", "conv_transpose2d", (8, 64, 32, 32), (64, 32, 3, 3), padding=1),
     _c("T1-s1", "conv_transpose1d", (8, 64, 2000), (64, 64, 7), padding=3),
+    # small planes and batch-1 inference: a ResNet stage-4 conv, a latent projected to 4x4, a
+    # U-Net upsampling and a vocoder upsampler on one item
+    _c("C2-7x7-512", "conv2d", (8, 512, 7, 7), (512, 512, 3, 3), padding=1),
+    _c("T2-latent", "conv_transpose2d", (16, 100, 1, 1), (100, 512, 4, 4)),
+    _c("T2-unet-b1", "conv_transpose2d", (1, 512, 16, 16), (512, 256, 2, 2), stride=2),
+    _c("T1-vocoder-b1", "conv_transpose1d", (1, 512, 200), (512, 256, 16), stride=8, padding=4),
 ]
 
 CASES = ISSUE_CASES + EXTRA_CASES

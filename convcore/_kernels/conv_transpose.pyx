@@ -21,7 +21,9 @@ rules above only pick the fastest. Weights with NaN/Inf never take "stride1"/"su
 General path: a work item is (image, group, block of output channels); it owns those output planes, so
 no two threads ever write the same element. It walks the input in tiles of consecutive
 pixels: one GEMM gives the columns (co, kh, kw) x tile = W_g[:, block]^T X_g[:, tile] in the
-thread's buffer, and col2im adds them into the planes, tile after tile in a fixed order.
+thread's buffer, and col2im adds them into the planes, tile after tile in a fixed order. Planes
+under MIN_TILE pixels are taken several images per item, their input planes copied side by side,
+so that one GEMM serves them all.
 """
 import numpy as np
 
@@ -29,10 +31,11 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_TILE, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
 from convcore._kernels._transpose_phases cimport max_phase_taps
 
 from convcore._threads import blas_single_threaded
@@ -61,19 +64,20 @@ def set_tile_bytes(Py_ssize_t nbytes):
     return old
 
 
-cdef void col2im(const floating* col, Py_ssize_t nco, Py_ssize_t kh, Py_ssize_t kw,
+cdef void col2im(const floating* col, Py_ssize_t ldc, Py_ssize_t nco, Py_ssize_t kh, Py_ssize_t kw,
                  Py_ssize_t wd, Py_ssize_t oh_n, Py_ssize_t ow_n,
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t p0, Py_ssize_t p1,
                  floating* outg) noexcept nogil:
-    """out[co, ih*sh - ph + i*dh, iw*sw - pw + j*dw] += col[(co, i, j), p - p0] for p = ih*W + iw."""
+    """out[co, ih*sh - ph + i*dh, iw*sw - pw + j*dw] += col[(co, i, j)*ldc + p - p0] for p = ih*W + iw."""
     cdef Py_ssize_t co, i, j, p, ih, iw0, iw1, oy, off, lo, hi, iw
     cdef Py_ssize_t ohw = oh_n * ow_n
-    cdef const floating* src = col
+    cdef const floating* src
     cdef floating* dst
     for co in range(nco):
         for i in range(kh):
             for j in range(kw):
+                src = col + ((co * kh + i) * kw + j) * ldc
                 off = j * dw - pw
                 # input columns whose tap j lands inside the row: 0 <= iw*sw + off < OW
                 lo = span_lo(off, sw)
@@ -103,17 +107,26 @@ cdef int conv_transpose2d_impl(const floating* x, const floating* w, const float
     cdef Py_ssize_t hw = h * wd
     if hw > INT_MAX or cog * kk > INT_MAX or cig > INT_MAX:
         raise ValueError("conv_transpose2d: an image plane or kernel exceeds the BLAS index range (2**31 - 1)")
-    # Output-channel blocks: whole groups when the batch alone gives enough work items,
-    # otherwise split, but keep at least ~64 GEMM rows per block.
-    cdef Py_ssize_t cob = max(ceil_div(cog, ceil_div(WANT_ITEMS, n * groups)), ceil_div(64, kk))
+    # Planes under MIN_TILE pixels are taken ib images at a time, their columns gathered side by
+    # side, so that the GEMM is not a matrix-vector product per image (a 1x1 latent: 1.6x).
+    cdef Py_ssize_t ib = min(n, ceil_div(MIN_TILE, hw)), nib
+    # Output-channel blocks: whole groups when the images give enough work items, otherwise
+    # split, but keep at least ~64 GEMM rows per block.
+    nib = ceil_div(n, ib)
+    cdef Py_ssize_t cob = max(ceil_div(cog, ceil_div(WANT_ITEMS, nib * groups)), ceil_div(64, kk))
     if cob > cog:
         cob = cog
     cdef Py_ssize_t nblocks = ceil_div(cog, cob)
     # tiles run one after another inside a work item, so only the buffer budget sizes them
-    cdef Py_ssize_t tile = tile_pixels(hw, cob * kk, sizeof(floating), _tile_bytes, WANT_ITEMS)
-    cdef Py_ssize_t items = n * groups * nblocks
+    cdef Py_ssize_t tile = tile_pixels(hw * ib, cob * kk, sizeof(floating), _tile_bytes, WANT_ITEMS)
+    if ib > 1:
+        ib = max(1, tile // hw)  # whole images per GEMM, within the budget
+        tile = hw
+        nib = ceil_div(n, ib)
+    cdef Py_ssize_t items = nib * groups * nblocks
     cdef int nt = team_size(num_threads, items, n * cin * hw * cog * kk)
-    cdef Py_ssize_t col_len = cob * kk * tile
+    # per thread: the columns, then (several images) the gathered input
+    cdef Py_ssize_t col_len = cob * kk * tile * ib + (cig * hw * ib if ib > 1 else 0)
     cdef floating* cols = <floating*>malloc(nt * col_len * sizeof(floating))
     if cols == NULL:
         raise MemoryError()
@@ -121,11 +134,11 @@ cdef int conv_transpose2d_impl(const floating* x, const floating* w, const float
         if nt > 1 or cob * kk * tile * cig >= BLAS_SERIAL_MNK:
             with blas_single_threaded():
                 conv_transpose2d_items(x, w, bias, has_bias, out, cols, col_len, items, nblocks,
-                                       cob, tile, cin, h, wd, cout, kh, kw, oh_n, ow_n,
+                                       cob, tile, ib, n, cin, h, wd, cout, kh, kw, oh_n, ow_n,
                                        sh, sw, ph, pw, dh, dw, groups, nt)
         else:
             conv_transpose2d_items(x, w, bias, has_bias, out, cols, col_len, items, nblocks,
-                                   cob, tile, cin, h, wd, cout, kh, kw, oh_n, ow_n,
+                                   cob, tile, ib, n, cin, h, wd, cout, kh, kw, oh_n, ow_n,
                                    sh, sw, ph, pw, dh, dw, groups, nt)
     finally:
         free(cols)
@@ -135,17 +148,21 @@ cdef int conv_transpose2d_impl(const floating* x, const floating* w, const float
 cdef void conv_transpose2d_items(const floating* x, const floating* w, const floating* bias,
                                  bint has_bias, floating* out, floating* cols, Py_ssize_t col_len,
                                  Py_ssize_t items, Py_ssize_t nblocks, Py_ssize_t cob,
-                                 Py_ssize_t tile, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd,
+                                 Py_ssize_t tile, Py_ssize_t ib, Py_ssize_t n, Py_ssize_t cin,
+                                 Py_ssize_t h, Py_ssize_t wd,
                                  Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw,
                                  Py_ssize_t oh_n, Py_ssize_t ow_n,
                                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
+    """A work item: images img0 .. img0+ib-1 (ib > 1: whole planes, columns side by side), group
+    g, output channels co0 .. co0+nco-1."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups, kk = kh * kw
     cdef Py_ssize_t hw = h * wd, ohw = oh_n * ow_n
-    cdef Py_ssize_t item, img, g, ng, co0, nco, p0, p, q, co
+    cdef Py_ssize_t item, img, img0, ni, g, ng, co0, nco, p0, p, q, co, ci, ldb
     cdef int tid
     cdef floating* col
     cdef floating* dst
+    cdef floating* xb
     cdef floating b
     cdef const floating* src
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
@@ -154,16 +171,33 @@ cdef void conv_transpose2d_items(const floating* x, const floating* w, const flo
         for item in prange(items, schedule="dynamic"):
             col = cols + tid * col_len
             ng = item // nblocks
-            img = ng // groups
-            g = ng - img * groups
+            img0 = ng // groups * ib
+            g = ng - ng // groups * groups
             co0 = (item - ng * nblocks) * cob
             nco = min(cob, cog - co0)
-            dst = out + (img * cout + g * cog + co0) * ohw
-            for co in range(nco):
-                b = bias[g * cog + co0 + co] if has_bias else 0
-                for q in range(ohw):
-                    dst[co * ohw + q] = b
-            src = x + (img * cin + g * cig) * hw
+            ni = min(ib, n - img0)
+            for img in range(img0, img0 + ni):
+                dst = out + (img * cout + g * cog + co0) * ohw
+                for co in range(nco):
+                    b = bias[g * cog + co0 + co] if has_bias else 0
+                    for q in range(ohw):
+                        dst[co * ohw + q] = b
+            if ib > 1:
+                # the images' planes side by side: one (cig, ni*hw) matrix
+                xb = col + cob * kk * tile * ib
+                for img in range(ni):
+                    for ci in range(cig):
+                        memcpy(xb + ci * ni * hw + img * hw, x + ((img0 + img) * cin + g * cig + ci) * hw,
+                               hw * sizeof(floating))
+                gemm(True, False, <int>(nco * kk), <int>(ni * hw), <int>cig, <floating>1,
+                     w + (g * cig * cog + co0) * kk, <int>(cog * kk), xb, <int>(ni * hw),
+                     <floating>0, col, <int>(ni * hw))
+                for img in range(ni):
+                    col2im(col + img * hw, ni * hw, nco, kh, kw, wd, oh_n, ow_n, sh, sw, ph, pw, dh, dw,
+                           0, hw, out + ((img0 + img) * cout + g * cog + co0) * ohw)
+                continue
+            src = x + (img0 * cin + g * cig) * hw
+            dst = out + (img0 * cout + g * cog + co0) * ohw
             p0 = 0
             while p0 < hw:
                 p = min(tile, hw - p0)
@@ -171,7 +205,7 @@ cdef void conv_transpose2d_items(const floating* x, const floating* w, const flo
                 gemm(True, False, <int>(nco * kk), <int>p, <int>cig, <floating>1,
                      w + (g * cig * cog + co0) * kk, <int>(cog * kk), src + p0, <int>hw,
                      <floating>0, col, <int>p)
-                col2im(col, nco, kh, kw, wd, oh_n, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, dst)
+                col2im(col, p, nco, kh, kw, wd, oh_n, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, dst)
                 p0 = p0 + p
 
 

@@ -197,6 +197,8 @@ THREADED = {
     "subpixel": ((3, 32, 12, 12), (32, 24, 4, 4), (24, 24), (2, 2), (1, 1), (1, 1), 1),
     "subpixel, channel blocks": ((1, 64, 8, 8), (64, 100, 4, 4), (16, 16), (2, 2), (1, 1), (1, 1), 1),
     "col2im": ((2, 32, 16, 16), (32, 16, 3, 3), (34, 33), (2, 2), (1, 1), (2, 2), 2),
+    # planes under MIN_TILE pixels: several images per GEMM, their columns side by side
+    "col2im, images side by side": ((16, 64, 3, 3), (64, 64, 4, 4), (6, 6), (1, 1), (0, 0), (1, 1), 1),
 }
 
 
