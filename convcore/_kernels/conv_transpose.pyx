@@ -9,10 +9,11 @@ alone (never from num_threads, so every thread count gives the same bits); ``_pa
                 and swapped channels, padding d*(k-1)-p; where p > d*(k-1), the "full"
                 correlation of conv_transpose_subpixel (im2col tile + GEMM straight into place)
 ``"subpixel"``  stride > 1: one dense correlation per output phase, GEMM per tile, each output
-                written once (conv_transpose_subpixel); with dilation too, only on rows of 32+
-``"col2im"``    stride and dilation > 1 on one axis with input rows under 32 or long reductions,
-                outputs over twice stride x input (inputs smaller than the kernel), weights
-                too large to repack per call, or GEMM sizes beyond BLAS ints: below
+                written once (conv_transpose_subpixel), on input rows of 32+ (narrower: only
+                reductions of 2048+, and not with dilation)
+``"col2im"``    the rest of stride > 1 (narrow rows, stride and dilation > 1 on one axis with
+                long reductions), outputs over twice stride x input (inputs smaller than the
+                kernel), weights too large to repack per call, or GEMM sizes beyond BLAS ints
 
 The direct and sub-pixel kernels handle any stride and dilation (_transpose_phases.pxd); the
 rules above only pick the fastest. Weights with NaN/Inf never take "stride1"/"subpixel" (see
@@ -47,10 +48,11 @@ DIRECT_MAX_CHANNELS = 4  # per group, in and out: below this a GEMM has nothing 
 # the sub-pixel kernel repacks the weights once per call; beyond this col2im reads them in place
 PACKED_WEIGHTS_MAX_BYTES = 32 * 1024 * 1024
 CONV_ROUTE_MIN_MACS = 1 << 20  # stride-1 calls with less work keep the in-module correlation
-# stride with dilation goes sub-pixel only on rows its block source takes (conv_transpose_subpixel:
-# at least a float32 register block wide, reductions up to its BLOCK_MAX_K)
-DILATED_SUBPIXEL_MIN_WIDTH = 32
-DILATED_SUBPIXEL_MAX_K = 640
+# strided calls go sub-pixel on rows its block source takes (conv_transpose_subpixel: at least a
+# float32 register block wide); on narrower rows only deep GEMMs, and never with dilation too
+SUBPIXEL_MIN_WIDTH = 32
+NARROW_SUBPIXEL_MIN_K = 2048
+DILATED_SUBPIXEL_MAX_K = 640  # stride with dilation: the block source's BLOCK_MAX_K
 CORRELATION_MAX_EXCESS = 2  # output positions per stride x input position (see _path_for)
 
 cdef Py_ssize_t _tile_bytes = 512 * 1024  # column buffer per thread: about one L2
@@ -231,14 +233,20 @@ def _path_for(x_shape, w_shape, out_hw, stride, dilation, Py_ssize_t groups, Py_
     # a 4x4 map: 16x the work, measured 4x slower than col2im)
     if <double>out_hw[0] * out_hw[1] > CORRELATION_MAX_EXCESS * (<double>sh * h) * (<double>sw * wd):
         return "col2im"
-    # stride with dilation on one axis splits the kernel into many small phases: worth it only where
-    # the sub-pixel kernel reads them from its block source (rows of at least a register block,
-    # short reductions): measured 1.1-1.6x faster than col2im there (3x3, s2, d2 or d3, 32-64
-    # channels, rows of 32-50), 1.2-1.4x slower on rows of 20 read through im2col
-    if ((sh > 1 and dh > 1) or (sw > 1 and dw > 1)) and (
-            wd < DILATED_SUBPIXEL_MIN_WIDTH
-            or cig * max_phase_taps(kh, sh, dh) * max_phase_taps(kw, sw, dw) > DILATED_SUBPIXEL_MAX_K):
-        return "col2im"
+    cdef Py_ssize_t ksub = cig * max_phase_taps(kh, sh, dh) * max_phase_taps(kw, sw, dw)
+    if sh > 1 or sw > 1:
+        # stride with dilation on one axis splits the kernel into many small phases: worth it only
+        # where the sub-pixel kernel reads them from its block source (rows of at least a register
+        # block, short reductions): measured 1.1-1.6x faster than col2im there (3x3, s2, d2 or d3,
+        # 32-64 channels, rows of 32-50), 1.2-1.4x slower on rows of 20 read through im2col
+        if ((sh > 1 and dh > 1) or (sw > 1 and dw > 1)) and (
+                wd < SUBPIXEL_MIN_WIDTH or ksub > DILATED_SUBPIXEL_MAX_K):
+            return "col2im"
+        # narrow rows: the sub-pixel im2col pays a set-up per short row, which only a deep GEMM
+        # hides (4x4 s2 on 4x4 inputs over 256 channels: col2im 1.5x faster; on 8x8 over 512,
+        # sub-pixel 1.2x faster)
+        if wd < SUBPIXEL_MIN_WIDTH and ksub < NARROW_SUBPIXEL_MIN_K:
+            return "col2im"
     # GEMM sizes of the sub-pixel kernel must fit BLAS ints: rows <= cog*sh*sw, depth <= cig*kh*kw
     if (cin * cog * kh * kw * itemsize > PACKED_WEIGHTS_MAX_BYTES or cog * sh * sw > INT_MAX
             or cig * kh * kw > INT_MAX or h * wd > INT_MAX):
