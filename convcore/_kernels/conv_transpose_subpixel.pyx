@@ -89,7 +89,7 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
     """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
     (cog*members, cig*Ty*Tx) matrix: row (co, member), column (ci, ty, tx), value
     w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for packed_gemm (rows past the end
-    are zeroed by the caller). Rows co-major, so that a block of output channels is a block of
+    zero). Rows co-major, so that a block of output channels is a block of
     rows."""
     cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, tt, m, rb, nr, r
     cdef Py_ssize_t row, co, mem, ci, ty, tx, t, dy = ay.ks * ge.kw, dx = ax.ks, cstep = ge.cog * kk
@@ -122,6 +122,8 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                         t = ci * cstep + ty * dy + tx * dx
                         for r in range(nr):
                             dst[r] = w[roff[r] + t]
+                        for r in range(nr, CCB_MR):  # rows past the end of the last block
+                            dst[r] = 0
                         dst = dst + CCB_MR
 
 
@@ -563,7 +565,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         items = items * ceil_div(ge.cog, cob)
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
-            wp = <floating*>calloc(wp_len, sizeof(floating))
+            wp = <floating*>malloc(wp_len * sizeof(floating))
         # zeroed for the block source: its lanes past the loaded rows are read (into discarded results)
         r = nt * (col_len + ax.ncls * c_len + panel_len(<floating>0))
         scratch = <floating*>(calloc(r, sizeof(floating)) if rt else malloc(r * sizeof(floating)))
