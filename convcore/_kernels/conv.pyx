@@ -100,8 +100,9 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
         # planes smaller than a tile: tiles run over the batch's pixels, whole register blocks
         # wide, so that small images share a GEMM (7x7 planes of 49 pixels left a 17-pixel tail
         # block per image: 23% idle lanes). A tile that crosses images takes the im2col source
-        # and a result buffer (spill).
-        tile = tile_pixels(n * ohw, cog if direct else k, sizeof(floating), budget, groups)
+        # and a result buffer (spill); both are sized from the larger of K and C_out/groups rows,
+        # so that they stay bounded per thread.
+        tile = tile_pixels(n * ohw, max(cog, k), sizeof(floating), budget, groups)
         if tile > nr:
             tile = tile // nr * nr
         ntiles = ceil_div(n * ohw, tile)
