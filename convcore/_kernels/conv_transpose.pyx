@@ -48,8 +48,8 @@ DIRECT_MAX_CHANNELS = 4  # per group, in and out: below this a GEMM has nothing 
 # the sub-pixel kernel repacks the weights once per call; beyond this col2im reads them in place
 PACKED_WEIGHTS_MAX_BYTES = 32 * 1024 * 1024
 CONV_ROUTE_MIN_MACS = 1 << 20  # stride-1 calls with less work keep the in-module correlation
-# strided calls go sub-pixel on rows its block source takes (conv_transpose_subpixel: at least a
-# float32 register block wide); on narrower rows only deep GEMMs, and never with dilation too
+# strided calls go sub-pixel on input rows that the sub-pixel block source takes (at least a float32
+# register block wide); on narrower rows only with deep GEMMs, and never with dilation too
 SUBPIXEL_MIN_WIDTH = 32
 NARROW_SUBPIXEL_MIN_K = 2048
 DILATED_SUBPIXEL_MAX_K = 640  # stride with dilation: the block source's BLOCK_MAX_K
