@@ -203,7 +203,10 @@ def _on_input_device(op):
 
 @_on_input_device
 def convolution(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, fn):
-    key = _plan_key(fn, input, weight, bias, (stride, padding, dilation, groups, padding_mode))
+    # other padding modes pad the input's values first: those calls are never planned
+    key = None
+    if padding_mode == "zeros":
+        key = _plan_key(fn, input, weight, bias, (stride, padding, dilation, groups))
     plan = _PLANS.get(key) if key is not None else None
     if plan is not None:
         return _run_plan(plan, input, weight, bias)
@@ -267,7 +270,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
         if out.size:
             kernel_args = _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
                                _pair(dilation, 1), groups, fn)
-    if key is not None and padding_mode == "zeros":
+    if key is not None:
         _store_plan(key, False, x, w, out, nd, unbatched, kernel_args)
     return out[0] if unbatched else out
 
