@@ -206,6 +206,7 @@ cdef extern from *:
     #define CCP_PANEL_F (CCP_PANEL_BYTES / (int)sizeof(float))
     #define CCP_PANEL_D (CCP_PANEL_BYTES / (int)sizeof(double))
     """
+    const int CCB_VBYTES
     const int CCB_MR
     const int CCB_NR_F
     const int CCB_NR_D

@@ -2,6 +2,8 @@
 
 Paths, chosen from shapes only by ``_path_for``:
 
+* ``"small"`` (convcore._kernels.conv_small): calls of a few thousand multiply-adds, where
+  every other path's set-up would dominate.
 * ``"direct"`` (convcore._kernels.conv_direct): few output channels per group (depthwise,
   small channel multipliers, one to three output maps), where a GEMM's M would starve the
   micro-kernel; not for 1x1 kernels (no taps to share a loaded block), and not for kernel
@@ -35,6 +37,7 @@ from convcore._kernels._microkernel cimport nr_of, pack_groups, packed_gemm, pad
 
 from convcore._kernels.conv_blocked import conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
+from convcore._kernels.conv_small import conv2d_small, small_enough
 from convcore._threads import blas_single_threaded
 
 cdef enum:
@@ -247,8 +250,22 @@ cdef Path choose_path(Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t co
     return PATH_IM2COL
 
 
-def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups):
+cdef bint is_small(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape, const Py_ssize_t* out_shape,
+                   Py_ssize_t groups, Py_ssize_t itemsize):
+    cdef Py_ssize_t out_pixels = out_shape[2] * out_shape[3]
+    return small_enough(x_shape[0], groups, w_shape[1], w_shape[0] // groups, w_shape[2] * w_shape[3],
+                        out_pixels, out_pixels, itemsize)
+
+
+def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups, itemsize):
     """Name of the path conv2d takes for these shapes and arguments (for tests and benchmarks)."""
+    cdef Py_ssize_t xs[4]
+    cdef Py_ssize_t ws[4]
+    cdef Py_ssize_t os[4]
+    for i in range(4):
+        xs[i], ws[i], os[i] = x_shape[i], w_shape[i], out_shape[i]
+    if is_small(xs, ws, os, groups, itemsize):
+        return "small"
     return PATH_NAMES[choose_path(w_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2], w_shape[3],
                                   out_shape[2], out_shape[3], sh, sw, ph, pw, dh, dw, groups)]
 
@@ -256,6 +273,9 @@ def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups):
 def conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
            const floating[::1] bias, floating[:, :, :, ::1] out,
            int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
+    if is_small(x.shape, w.shape, out.shape, groups, sizeof(floating)):
+        conv2d_small(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, False)
+        return
     cdef Path path = choose_path(w.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
                                  out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups)
     if path == PATH_DIRECT:

@@ -3,6 +3,8 @@
 Contract: convcore/_kernels/__init__.py. ``conv_transpose2d`` picks one algorithm from the shapes
 alone (never from num_threads, so every thread count gives the same bits); ``_path_for`` names it:
 
+``"small"``     calls of a few thousand multiply-adds, where every other path's set-up would
+                dominate: an output pixel at a time (conv_small)
 ``"direct"``    at most DIRECT_MAX_CHANNELS channels per group in and out (depthwise): direct
                 vectorised loops, no GEMM (conv_transpose_direct)
 ``"stride1"``   stride 1: an ordinary conv2d (conv.pyx and its dispatcher) with the flipped kernel
@@ -41,6 +43,7 @@ from convcore._kernels._transpose_phases cimport max_phase_taps
 
 from convcore._threads import blas_single_threaded
 from convcore._kernels.conv import conv2d
+from convcore._kernels.conv_small import conv2d_small, small_enough
 from convcore._kernels.conv_transpose_direct import conv_transpose2d_direct
 from convcore._kernels.conv_transpose_subpixel import conv_transpose2d_subpixel
 
@@ -225,6 +228,8 @@ def _path_for(x_shape, w_shape, out_hw, stride, dilation, Py_ssize_t groups, Py_
     cdef Py_ssize_t cin = x_shape[1], h = x_shape[2], wd = x_shape[3]
     cdef Py_ssize_t cig = cin // groups, cog = w_shape[1], kh = w_shape[2], kw = w_shape[3]
     cdef Py_ssize_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1]
+    if small_enough(x_shape[0], groups, cig, cog, kh * kw, h * wd, out_hw[0] * out_hw[1], itemsize):
+        return "small"
     if cig <= DIRECT_MAX_CHANNELS and cog <= DIRECT_MAX_CHANNELS:
         return "direct"
     # the correlation paths compute each output from its phase's taps, about (output / stride)
@@ -291,6 +296,9 @@ def _flipped(w, Py_ssize_t groups):
 def conv_transpose2d(x, w, bias, out, int sh, int sw, int ph, int pw, int dh, int dw, int groups,
                      int num_threads):
     path = _path_for(x.shape, w.shape, out.shape[2:], (sh, sw), (dh, dw), groups, x.itemsize)
+    if path == "small":
+        conv2d_small(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, True)
+        return
     # The correlation paths multiply weights by stored zeros where a tap falls outside the input;
     # torch never forms those products, so with an Inf/NaN weight they would add NaN where torch
     # has none. Such weights take col2im, which forms only torch's products.

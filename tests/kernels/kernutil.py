@@ -19,10 +19,10 @@ def make(rng, spec, dtype, bias=True):
     return x, w, b
 
 
-def path_of(spec):
+def path_of(spec, dtype=np.float64):
     """The conv2d dispatcher's path for a spec."""
     x, w, out_hw, stride, pad, dilation, groups = spec
-    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups)
+    return conv._path_for(x, w, (x[0], w[0], *out_hw), *stride, *pad, *dilation, groups, np.dtype(dtype).itemsize)
 
 
 def call(kernel, spec, x, w, b, num_threads=2, prefill=np.nan):
