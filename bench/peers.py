@@ -119,7 +119,9 @@ def memory_probe(name, dtype, threads):
     x, w, b = case.inputs(dtype)
     fn = runners.make_convcore(case, x, w, b, threads)
     with threadpool_limits(limits=threads, user_api="blas"):
-        fn()  # warm-up: thread pools, BLAS buffers, lazy imports are not per-call memory
+        # warm-up: thread pools, BLAS buffers, lazy imports are not per-call memory; its output
+        # is kept, so that the measured call's output is new memory (not a recycled buffer)
+        warm = fn()  # noqa: F841
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS

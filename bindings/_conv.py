@@ -11,7 +11,7 @@ import numpy as np
 from convcore import _shapes
 from convcore._threads import get_num_threads
 
-from . import _args
+from . import _args, _outputs
 from ._arrays import as_operands, is_cupy
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -173,6 +173,8 @@ def _empty(xp, shape, dtype, fn):
         size *= n
     _check_size(size * dtype.itemsize, f"output of size {list(shape)}", fn)
     try:
+        if xp is np:
+            return _outputs.empty(shape, dtype, size * dtype.itemsize)
         return xp.empty(shape, dtype=dtype)
     except (ValueError, MemoryError) as exc:  # numpy's "array is too big" / failed allocation
         raise MemoryError(f"{fn}(): cannot allocate the output of size {list(shape)}: {exc}") from None
@@ -417,12 +419,12 @@ def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
         _PLANS.clear()
     shapes = None if kernel_args is None else tuple(
         a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
-    _PLANS[key] = (transposed, out.shape, unbatched, shapes, kernel_args)
+    _PLANS[key] = (transposed, out.shape, out.nbytes, unbatched, shapes, kernel_args)
 
 
 def _run_plan(plan, x, w, b):
-    transposed, out_shape, unbatched, shapes, kernel_args = plan
-    out = np.empty(out_shape, x.dtype)
+    transposed, out_shape, nbytes, unbatched, shapes, kernel_args = plan
+    out = _outputs.empty(out_shape, x.dtype, nbytes)
     if kernel_args is not None:
         conv2d, conv_transpose2d, num_threads = _backend(np)
         b = np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b)
