@@ -167,6 +167,12 @@ cdef extern from *:
                         }                                                                     \\
                     bs = panel;                                                               \\
                     lds = NR;                                                                 \\
+                    /* the next panel's rows (long strides the hardware prefetcher misses)    \\
+                       load while this one is multiplied */                                   \\
+                    if (j0 + nr < n)                                                          \\
+                        for (ptrdiff_t k = 0; k < kc; k++)                                    \\
+                            for (int v = 0; v < NR * (int)sizeof(T); v += 64)                 \\
+                                __builtin_prefetch((const char*)(B + (k0 + k) * ldb + j0 + nr) + v); \\
                 }                                                                             \\
                 for (ptrdiff_t i0 = 0; i0 < m; i0 += CCB_MR) {                                \\
                     int mr = m - i0 < CCB_MR ? (int)(m - i0) : CCB_MR;                        \\
