@@ -384,19 +384,6 @@ _PLANS = {}
 _PLANS_MAX = 256
 
 
-def _plain(value):
-    """Whether value may be part of a plan key."""
-    kind = type(value)
-    if kind is int or kind is str:
-        return True
-    if kind is tuple:
-        for item in value:
-            if type(item) is not int:
-                return False
-        return True
-    return False
-
-
 def _plan_key(fn, x, w, b, scalars):
     """The plan key of a call on C-contiguous numpy operands, else None."""
     if type(x) is not np.ndarray or type(w) is not np.ndarray or not (x.flags.c_contiguous and w.flags.c_contiguous):
@@ -407,27 +394,43 @@ def _plan_key(fn, x, w, b, scalars):
         b_key = (b.shape, b.dtype)
     else:
         return None
+    # only exact ints, strings and tuples of ints (inlined: this runs on every call)
     for value in scalars:
-        if not _plain(value):
-            return None
+        kind = type(value)
+        if kind is not int and kind is not str:
+            if kind is not tuple:
+                return None
+            for item in value:
+                if type(item) is not int:
+                    return None
     return (fn, x.shape, x.dtype, w.shape, w.dtype, b_key) + scalars
 
 
 def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
-    """Remember a validated call: output shape, kernel operand shapes and scalar arguments."""
+    """Remember a validated call: output shape, the kernel's operand shapes where the caller's
+    arrays need reshaping, and the kernel with its scalar arguments."""
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
-    shapes = None if kernel_args is None else tuple(
-        a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
-    _PLANS[key] = (transposed, out.shape, out.nbytes, unbatched, shapes, kernel_args)
+    kernel = shapes = None
+    if kernel_args is not None:
+        conv2d, conv_transpose2d, _ = _backend(np)
+        kernel = conv_transpose2d if transposed else conv2d
+        if nd == 1 or unbatched:  # the kernels get batched 2-D views of these operands
+            shapes = tuple(a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
+    _PLANS[key] = (kernel, out.shape, out.nbytes, unbatched, shapes, kernel_args)
+
+
+_NO_BIAS = {dtype: np.empty(0, dtype) for dtype in (np.dtype(np.float32), np.dtype(np.float64))}
 
 
 def _run_plan(plan, x, w, b):
-    transposed, out_shape, nbytes, unbatched, shapes, kernel_args = plan
-    out = _outputs.empty(out_shape, x.dtype, nbytes)
-    if kernel_args is not None:
-        conv2d, conv_transpose2d, num_threads = _backend(np)
-        b = np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b)
-        (conv_transpose2d if transposed else conv2d)(
-            x.reshape(shapes[0]), w.reshape(shapes[1]), b, out.reshape(shapes[2]), *kernel_args, num_threads)
+    kernel, out_shape, nbytes, unbatched, shapes, kernel_args = plan
+    out = np.empty(out_shape, x.dtype) if nbytes < _outputs.POOL_MIN_BYTES else _outputs.empty(out_shape, x.dtype, nbytes)
+    if kernel is not None:
+        b = _NO_BIAS[x.dtype] if b is None else np.ascontiguousarray(b)
+        if shapes is None:
+            kernel(x, w, b, out, *kernel_args, get_num_threads())
+        else:
+            kernel(x.reshape(shapes[0]), w.reshape(shapes[1]), b, out.reshape(shapes[2]), *kernel_args,
+                   get_num_threads())
     return out[0] if unbatched else out
