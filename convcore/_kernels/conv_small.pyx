@@ -30,14 +30,14 @@ cdef extern from *:
     #define CCS_X(ci) (inside ? xp[(ci) * hw] : 0)
     #define CCS_PIXEL(T, SUF)                                                                 \\
     typedef T ccs_v_##SUF __attribute__((vector_size(CCB_VBYTES), aligned(sizeof(T)), may_alias)); \\
-    static inline void ccs_pixel_##SUF(T* acc, const T* xg, ptrdiff_t hw, ptrdiff_t wd,       \\
+    static inline void ccs_pixel_##SUF(const T* init, T* acc, const T* xg, ptrdiff_t hw, ptrdiff_t wd,\\
                                        const ptrdiff_t* yi, const ptrdiff_t* xi, ptrdiff_t kh,\\
                                        ptrdiff_t kw, ptrdiff_t cig, const T* wt, ptrdiff_t cop,\\
                                        int skip_outside) {                                     \\
         typedef ccs_v_##SUF V;                                                                \\
         /* four independent sums (input channels ci mod 4, the tail in the first), so that    \\
            each add does not wait on the previous one; added up in a fixed order at the end */\\
-        V a0 = *(V*)acc, a1 = {0}, a2 = {0}, a3 = {0};                                        \\
+        V a0 = *(const V*)init, a1 = {0}, a2 = {0}, a3 = {0};                                 \\
         for (ptrdiff_t ky = 0; ky < kh; ky++) {                                               \\
             for (ptrdiff_t kx = 0; kx < kw; kx++) {                                           \\
                 int inside = yi[ky] >= 0 && xi[kx] >= 0;                                      \\
@@ -61,14 +61,17 @@ cdef extern from *:
     CCS_PIXEL(float, f)
     CCS_PIXEL(double, d)
     """
-    void ccs_pixel_f(float* acc, const float* xg, Py_ssize_t hw, Py_ssize_t wd, const Py_ssize_t* yi,
+    void ccs_pixel_f(const float* init, float* acc, const float* xg, Py_ssize_t hw, Py_ssize_t wd, const Py_ssize_t* yi,
                      const Py_ssize_t* xi, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t cig, const float* wt,
                      Py_ssize_t cop, int skip_outside) noexcept nogil
-    void ccs_pixel_d(double* acc, const double* xg, Py_ssize_t hw, Py_ssize_t wd, const Py_ssize_t* yi,
+    void ccs_pixel_d(const double* init, double* acc, const double* xg, Py_ssize_t hw, Py_ssize_t wd, const Py_ssize_t* yi,
                      const Py_ssize_t* xi, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t cig, const double* wt,
                      Py_ssize_t cop, int skip_outside) noexcept nogil
 
 cdef Py_ssize_t _max_steps = 4096  # see small_enough
+cdef enum:
+    VISIT_STEPS = 8     # cost of a tap visit (bounds test, pointers, loop set-up) in steps
+    SMALL_MIN_COG = 4   # fewer output channels per group: the direct loops
 
 
 def set_max_steps(Py_ssize_t steps):
@@ -106,13 +109,15 @@ cdef int small_impl(const floating* x, const floating* w, const floating* bias, 
     cdef Py_ssize_t lanes = CCB_VBYTES // sizeof(floating)
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups, kk = kh * kw, hw = h * wd
     cdef Py_ssize_t cop = (cog + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t g, ci, co, cb, co0, nco, t, img, oy, ox, l
+    cdef Py_ssize_t g, ci, co, cb, co0, nco, t, img, oy, ox, l, q, plane = oh_n * ow_n
     cdef floating acc[16]  # one vector: 16 lanes of float32 at most
     cdef const floating* wg
     cdef const floating* src
     cdef const floating* xg
     cdef floating* dst
-    cdef floating* wt = <floating*>malloc(groups * kk * cig * cop * sizeof(floating))
+    # the weights, then the bias padded to whole vectors per group (each pixel's initial sums)
+    cdef floating* wt = <floating*>malloc(groups * (kk * cig + 1) * cop * sizeof(floating))
+    cdef floating* bp
     cdef Py_ssize_t* yidx = <Py_ssize_t*>malloc((oh_n * kh + ow_n * kw) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* xidx
     if wt == NULL or yidx == NULL:
@@ -125,8 +130,12 @@ cdef int small_impl(const floating* x, const floating* w, const floating* bias, 
         taps_table(xidx, ow_n, kw, wd, sw, pw, dw, transposed)
         # wt[g, ky, kx, ci, co]: conv2d weights are (C_out, C_in/groups, KH, KW), transposed
         # ones (C_in, C_out/groups, KH, KW)
-        if cop > cog:
-            memset(wt, 0, groups * kk * cig * cop * sizeof(floating))
+        bp = wt + groups * kk * cig * cop
+        if cop > cog or not has_bias:
+            memset(wt, 0, groups * (kk * cig + 1) * cop * sizeof(floating))
+        for g in range(groups):
+            for co in range(cog if has_bias else 0):
+                bp[g * cop + co] = bias[g * cog + co]
         for g in range(groups):
             for t in range(kk):
                 for ci in range(cig):
@@ -146,19 +155,18 @@ cdef int small_impl(const floating* x, const floating* w, const floating* bias, 
                     co0 = cb * lanes
                     nco = min(lanes, cog - co0)
                     wg = wt + g * kk * cig * cop + co0
-                    dst = out + (img * cout + g * cog + co0) * oh_n * ow_n
+                    dst = out + (img * cout + g * cog + co0) * plane
                     for oy in range(oh_n):
                         for ox in range(ow_n):
-                            for l in range(lanes):
-                                acc[l] = bias[g * cog + co0 + l] if has_bias and l < nco else 0
                             if floating is float:
-                                ccs_pixel_f(acc, xg, hw, wd, yidx + oy * kh, xidx + ox * kw, kh, kw,
-                                            cig, wg, cop, transposed)
+                                ccs_pixel_f(bp + g * cop + co0, acc, xg, hw, wd, yidx + oy * kh, xidx + ox * kw,
+                                            kh, kw, cig, wg, cop, transposed)
                             else:
-                                ccs_pixel_d(acc, xg, hw, wd, yidx + oy * kh, xidx + ox * kw, kh, kw,
-                                            cig, wg, cop, transposed)
+                                ccs_pixel_d(bp + g * cop + co0, acc, xg, hw, wd, yidx + oy * kh, xidx + ox * kw,
+                                            kh, kw, cig, wg, cop, transposed)
+                            q = oy * ow_n + ox
                             for l in range(nco):
-                                dst[(l * oh_n + oy) * ow_n + ox] = acc[l]
+                                dst[l * plane + q] = acc[l]
     free(wt)
     free(yidx)
     return 0
@@ -170,12 +178,15 @@ cpdef bint small_enough(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssiz
     """Whether a call takes this kernel. Its time is about its accumulator steps (a vector of
     output channels times an input value: per group and vector, product_pixels x taps x cig,
     where product_pixels is the output plane for conv2d, the input plane for conv_transpose2d),
-    its tap visits (out_pixels x taps per group and vector) and its weight copy. Measured
-    against the other paths (Zen 4, 2 threads, 24 small shapes), it wins up to a few thousand
-    of each: a (10, 32, 2) 1-D transposed conv 3.0 vs 10.0 us; at 6000-8000 steps it ties."""
+    plus its tap visits (out_pixels x taps per group and vector, each costing about VISIT_STEPS
+    steps), plus its weight copy. Measured against the other paths (Zen 4, 2 threads, 36 small
+    shapes), it wins up to a few thousand steps: a (10, 32, 2) 1-D transposed conv 3.0 vs 10.0
+    us, a 1x1 conv over 8 channels on 16 2x2 images 3.2 vs 4.8 us. Under SMALL_MIN_COG output
+    channels per group most of a vector is idle and the direct loops are faster (depthwise 3x3
+    on 4 8x8 planes: 9.3 vs 3.6 us)."""
     cdef Py_ssize_t vectors = n * groups * ((cog + CCB_VBYTES // itemsize - 1) // (CCB_VBYTES // itemsize))
-    return (<double>vectors * product_pixels * taps * cig <= _max_steps
-            and <double>vectors * out_pixels * taps <= _max_steps
+    return (cog >= SMALL_MIN_COG
+            and <double>vectors * taps * (<double>product_pixels * cig + VISIT_STEPS * out_pixels) <= _max_steps
             and <double>groups * cig * cog * taps <= _max_steps)
 
 

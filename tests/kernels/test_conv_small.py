@@ -102,24 +102,24 @@ def test_random_small_configs(seed, dtype):
 EDGE_CASES = {
     # name: (transposed, x, w, out_hw, stride, pad, dilation, groups)
     "the issue's tiny 1-D transposed conv": (True, (10, 32, 1, 2), (32, 16, 1, 2), (1, 3), (1, 1), (0, 0), (1, 1), 1),
-    "tiny 1-D conv": (False, (10, 16, 1, 4), (32, 16, 1, 2), (1, 3), (1, 1), (0, 0), (1, 1), 1),
-    "one pixel, one channel": (False, (1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1),
+    "tiny 1-D conv": (False, (5, 16, 1, 4), (32, 16, 1, 2), (1, 3), (1, 1), (0, 0), (1, 1), 1),
+    "one pixel, one input channel": (False, (1, 1, 1, 1), (4, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1),
     # output channels around the vector width (16 float32 / 8 float64 lanes)
     "C_out/groups 17": (False, (2, 3, 4, 4), (17, 3, 2, 2), (3, 3), (1, 1), (0, 0), (1, 1), 1),
-    "C_out/groups 15, grouped": (False, (1, 4, 3, 5), (30, 2, 3, 3), (3, 5), (1, 1), (1, 1), (1, 1), 2),
+    "C_out/groups 15, grouped": (False, (1, 4, 2, 3), (30, 2, 3, 3), (2, 3), (1, 1), (1, 1), (1, 1), 2),
     "C_out/groups 8, transposed": (True, (2, 3, 2, 3), (3, 8, 2, 2), (3, 4), (1, 1), (0, 0), (1, 1), 1),
-    "C_out/groups 9, transposed, grouped": (True, (1, 6, 2, 2), (6, 9, 3, 3), (4, 4), (1, 1), (0, 0), (1, 1), 2),
+    "C_out/groups 9, transposed, grouped": (True, (1, 6, 1, 2), (6, 9, 3, 3), (3, 4), (1, 1), (0, 0), (1, 1), 2),
     # conv2d: padding at least the kernel, end padding, stride past the kernel
-    "padding >= kernel": (False, (1, 2, 2, 2), (3, 2, 2, 2), (5, 5), (1, 1), (2, 2), (1, 1), 1),
+    "padding >= kernel": (False, (1, 2, 2, 2), (4, 2, 2, 2), (5, 5), (1, 1), (2, 2), (1, 1), 1),
     "end padding only": (False, (1, 3, 3, 3), (5, 3, 2, 2), (3, 4), (1, 1), (0, 0), (1, 1), 1),
     "stride > kernel, dilated": (False, (2, 2, 7, 9), (4, 2, 2, 2), (2, 2), (3, 4), (0, 1), (2, 3), 1),
     # conv_transpose2d: outputs no input lands on (bias only), padding cropping real outputs,
     # output padding, dilation with stride
     "stride > kernel: bias-only outputs": (True, (1, 3, 2, 3), (3, 4, 1, 2), (4, 8), (3, 3), (0, 0), (1, 1), 1),
-    "padding crops outputs": (True, (2, 2, 3, 3), (2, 3, 3, 3), (3, 3), (1, 1), (2, 2), (1, 1), 1),
-    "output padding": (True, (1, 4, 2, 3), (4, 2, 3, 3), (6, 8), (2, 2), (1, 1), (1, 1), 1),
-    "stride and dilation": (True, (1, 2, 3, 2), (2, 3, 2, 3), (7, 8), (2, 3), (0, 1), (3, 2), 1),
-    "depthwise transposed": (True, (2, 4, 3, 3), (4, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 4),
+    "padding crops outputs": (True, (2, 2, 3, 3), (2, 4, 3, 3), (3, 3), (1, 1), (2, 2), (1, 1), 1),
+    "output padding": (True, (1, 4, 2, 3), (4, 4, 3, 3), (6, 8), (2, 2), (1, 1), (1, 1), 1),
+    "stride and dilation": (True, (1, 2, 3, 2), (2, 5, 2, 3), (7, 8), (2, 3), (0, 1), (3, 2), 1),
+    "one input channel per group, transposed": (True, (1, 2, 2, 2), (2, 4, 3, 3), (3, 3), (2, 2), (1, 1), (1, 1), 2),
 }
 
 
@@ -136,9 +136,9 @@ def test_bound_switches_paths():
     """small_enough: at the bound the call is small, past it (one more batch image) it is not."""
     bound = conv_small.set_max_steps(4096)
     try:
-        # conv2d, float32: one vector of 16 channels per pixel; 8 pixels x 4 taps x 32 channels
-        # = 1024 steps per image
-        case = (False, (4, 32, 3, 5), (16, 32, 2, 2), (2, 4), (1, 1), (0, 0), (1, 1), 1)
+        # conv2d, float32: one vector of 16 channels per pixel; 4 taps x 8 pixels x (24 channels
+        # + VISIT_STEPS) = 1024 steps per image
+        case = (False, (4, 24, 3, 5), (16, 24, 2, 2), (2, 4), (1, 1), (0, 0), (1, 1), 1)
         assert path_of(case, np.float32) == "small"
         assert path_of((False, (5,) + case[1][1:]) + case[2:], np.float32) != "small"
         # float64 has half the lanes: two vectors per pixel
@@ -147,6 +147,8 @@ def test_bound_switches_paths():
         # weights alone past the bound: 4097 weights
         assert path_of((False, (1, 4097, 1, 1), (1, 4097, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1),
                        np.float64) != "small"
+        # fewer than SMALL_MIN_COG output channels per group: the direct loops
+        assert path_of((False, (1, 3, 4, 4), (3, 1, 3, 3), (4, 4), (1, 1), (1, 1), (1, 1), 3), np.float32) == "direct"
         conv_small.set_max_steps(-1)
         assert path_of(case, np.float32) != "small"
     finally:
