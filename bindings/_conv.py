@@ -96,9 +96,15 @@ def _check_spatial(x):
         )
 
 
-def _check_kernel_and_dilation(kernel, dilation, transposed, x):
+def _int32(value):
+    """value as a C int: libtorch's transposed-conv backend narrows its int64 arguments so."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+def _check_kernel_and_dilation(kernel, dilation, transposed, x, stride=None):
     """The backends' late checks, in 2-D form also for 1-D calls. torch's backend for empty
-    inputs skips them (the kernel-size check only when there are no input channels)."""
+    inputs skips them (the kernel-size check only when there are no input channels). The
+    transposed backend checks the stride too, and both as C ints: 2**31 fails as -2**31."""
     k2, d2 = _pair(kernel, 1), _pair(dilation, 1)
     if x.size == 0:
         if x.shape[1] == 0 or min(k2) > 0:
@@ -107,6 +113,11 @@ def _check_kernel_and_dilation(kernel, dilation, transposed, x):
         raise ValueError(
             f"kernel size should be greater than zero, but got kernel_height: {k2[0]} kernel_width: {k2[1]}"
         )
+    if transposed:
+        s2 = tuple(_int32(v) for v in _pair(stride, 1))
+        d2 = tuple(_int32(v) for v in d2)
+        if min(s2) <= 0:
+            raise ValueError(f"stride should be greater than zero, but got stride_height: {s2[0]} stride_width: {s2[1]}")
     if min(d2) <= 0:
         got = f"dilation_height: {d2[0]}, dilation_width: {d2[1]}" if transposed else str(list(d2))
         raise ValueError(f"dilation should be greater than zero, but got {got}")
@@ -310,25 +321,32 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
     _check_spatial(x)
     if w.shape[1] == 0:
         raise ValueError(f"non-empty 2D or 4D weight tensor expected, but got: {list(w.shape)}")
-    _check_kernel_and_dilation(kernel, dilation, True, x)
-    # libtorch checks the rest in 2-D form, also for 1-D calls
+    _check_kernel_and_dilation(kernel, dilation, True, x, stride)
+    # libtorch checks the rest in 2-D form, also for 1-D calls, on C ints
     st2, pd2, dl2, op2 = _pair(stride, 1), _pair(padding, 0), _pair(dilation, 1), _pair(output_padding, 0)
-    if (op2[0] >= st2[0] and op2[0] >= dl2[0]) or (op2[1] >= st2[1] and op2[1] >= dl2[1]):
+    s32, d32, o32 = ([_int32(v) for v in vals] for vals in (st2, dl2, op2))
+    if (o32[0] >= s32[0] and o32[0] >= d32[0]) or (o32[1] >= s32[1] and o32[1] >= d32[1]):
         raise ValueError(
             "output padding must be smaller than either stride or dilation, but got "
-            f"output_padding_height: {op2[0]} output_padding_width: {op2[1]} "
-            f"stride_height: {st2[0]} stride_width: {st2[1]} "
-            f"dilation_height: {dl2[0]} dilation_width: {dl2[1]}"
+            f"output_padding_height: {o32[0]} output_padding_width: {o32[1]} "
+            f"stride_height: {s32[0]} stride_width: {s32[1]} "
+            f"dilation_height: {d32[0]} dilation_width: {d32[1]}"
         )
     out_sizes = tuple(
         _shapes.conv_transpose_out_size(s, k, st, p, op, d)
         for s, k, st, p, op, d in zip(x.shape[2:], kernel, stride, padding, output_padding, dilation)
     )
-    # torch lets an empty batch through with an empty (but not a negative) output size
-    if min(out_sizes) < (0 if x.shape[0] == 0 else 1):
+    # torch lets an empty batch through with an empty (but not a negative) output size; otherwise
+    # its backend checks the size it computes from C ints (a dilated kernel past 2**31 wraps)
+    checked = out_sizes if x.shape[0] == 0 else tuple(
+        (i - 1) * s - _int32(2 * p) + _int32(_int32(d * (k - 1)) + 1) + o
+        for i, k, s, p, o, d in zip(x.shape[2:], kernel, s32[2 - nd:], (_int32(v) for v in padding),
+                                    o32[2 - nd:], d32[2 - nd:])
+    )
+    if min(checked) < (0 if x.shape[0] == 0 else 1):
         raise ValueError(
             f"Given input size per channel: {_args.size_str(_pair(x.shape[2:], 1))}. Calculated output "
-            f"size per channel: {_args.size_str(_pair(out_sizes, 1))}. Output size is too small"
+            f"size per channel: {_args.size_str(_pair(checked, 1))}. Output size is too small"
         )
     out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
     kernel_args = _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups, fn) if out.size else None
@@ -358,11 +376,11 @@ def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups, 
     for a, name in ((x, "input"), (w, "weight")):
         if not a.flags.c_contiguous:
             _check_size(a.size * a.itemsize, f"contiguous copy of the {name} of size {list(a.shape)}", fn)
-    if max(max(stride), max(pad_begin), max(dilation)) > _INT_MAX:
-        # a stride matters only where there is more than one position to step over
-        sizes = _pair(x.shape[2:] if transposed else out.shape[2:], 1)
-        stride, pad_begin, dilation = _kernel_ints(
-            (stride, pad_begin, dilation), sizes, _pair(w.shape[2:], 1), fn, ("stride", "padding", "dilation"))
+    # a stride matters only where there is more than one position to step over (the phase
+    # kernels size tables by the stride: 2**31 - 1 over one input pixel must not reach them)
+    sizes = _pair(x.shape[2:] if transposed else out.shape[2:], 1)
+    stride, pad_begin, dilation = _kernel_ints(
+        (stride, pad_begin, dilation), sizes, _pair(w.shape[2:], 1), fn, ("stride", "padding", "dilation"))
     conv2d, conv_transpose2d, num_threads = _backend(xp)
     x = _as_2d(xp.ascontiguousarray(x), nd)
     w = _as_2d(xp.ascontiguousarray(w), nd)

@@ -16,6 +16,9 @@ fi
 # torch==2.13.0 takes the CPU wheel; the [r] extra pins rpy2 to a release that works with R 4.2
 python -m pip install -q -e ".[test,r]"
 
+# the reproducible hypothesis profile ("ci", tests/conftest.py): this command is the gate, so it
+# runs the same examples every time; a plain `pytest` draws new ones
+export CI="${CI:-1}"
 python -m pytest -q -p no:cacheprovider "$@"
 
 # the kernels again, built with AddressSanitizer + UBSan in a temporary copy of the sources

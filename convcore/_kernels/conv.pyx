@@ -122,12 +122,12 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
     if col_len:
         cols = <floating*>malloc(nt * col_len * sizeof(floating))
         if cols == NULL:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
     try:
         if packed:
             wpk = <floating*>malloc(groups * mp * (k + 1) * sizeof(floating))
             if wpk == NULL:
-                raise MemoryError()
+                raise MemoryError("cannot allocate the kernel's scratch memory")
             with nogil:
                 pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
             conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, spill, direct, items, ntiles, per_img, tile,

@@ -160,7 +160,7 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         free(wpk)
         free(scratch)
         free(koff)
-        raise MemoryError()
+        raise MemoryError("cannot allocate the kernel's scratch memory")
     cdef floating* bpk = wpk + groups * ncb * mr_n * k
     cdef Py_ssize_t kk, g, cb, r
     with nogil:

@@ -136,7 +136,7 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
     if off == NULL or scratch == NULL:
         free(off)
         free(scratch)
-        raise MemoryError()
+        raise MemoryError("cannot allocate the kernel's scratch memory")
     for t in range(taps):
         off[t] = (t // kw) * dh * wp + (t % kw) * dw
     cdef Py_ssize_t item, plane, img, g, co, c, tile, r0, c0, nr, nc, ci, seg, nseg, length, r, m, npass, p

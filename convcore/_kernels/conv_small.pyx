@@ -123,7 +123,7 @@ cdef int small_impl(const floating* x, const floating* w, const floating* bias, 
     if wt == NULL or yidx == NULL:
         free(wt)
         free(yidx)
-        raise MemoryError()
+        raise MemoryError("cannot allocate the kernel's scratch memory")
     with nogil:
         xidx = yidx + oh_n * kh
         taps_table(yidx, oh_n, kh, h, sh, ph, dh, transposed)

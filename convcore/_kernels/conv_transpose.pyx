@@ -15,7 +15,8 @@ alone (never from num_threads, so every thread count gives the same bits); ``_pa
                 reductions of 2048+, and not with dilation)
 ``"col2im"``    the rest of stride > 1 (narrow rows, stride and dilation > 1 on one axis with
                 long reductions), outputs over twice stride x input (inputs smaller than the
-                kernel), weights too large to repack per call, or GEMM sizes beyond BLAS ints
+                kernel), strides past the output size, weights too large to repack per call,
+                or GEMM sizes beyond BLAS ints
 
 The direct and sub-pixel kernels handle any stride and dilation (_transpose_phases.pxd); the
 rules above only pick the fastest. Weights with NaN/Inf never take "stride1"/"subpixel" (see
@@ -134,7 +135,7 @@ cdef int conv_transpose2d_impl(const floating* x, const floating* w, const float
     cdef Py_ssize_t col_len = cob * kk * tile * ib + (cig * hw * ib if ib > 1 else 0)
     cdef floating* cols = <floating*>malloc(nt * col_len * sizeof(floating))
     if cols == NULL:
-        raise MemoryError()
+        raise MemoryError("cannot allocate the kernel's scratch memory")
     try:
         if nt > 1 or cob * kk * tile * cig >= BLAS_SERIAL_MNK:
             with blas_single_threaded():
@@ -230,6 +231,10 @@ def _path_for(x_shape, w_shape, out_hw, stride, dilation, Py_ssize_t groups, Py_
     cdef Py_ssize_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1]
     if small_enough(x_shape[0], groups, cig, cog, kh * kw, h * wd, out_hw[0] * out_hw[1], itemsize):
         return "small"
+    # the phase kernels keep tables of `stride` entries per axis: past the output size most phases
+    # are empty, and a stride of 2**31 - 1 would make the tables, not the output, the largest buffer
+    if sh > out_hw[0] or sw > out_hw[1]:
+        return "col2im"
     if cig <= DIRECT_MAX_CHANNELS and cog <= DIRECT_MAX_CHANNELS:
         return "direct"
     # the correlation paths compute each output from its phase's taps, about (output / stride)

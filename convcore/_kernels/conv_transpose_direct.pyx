@@ -85,14 +85,14 @@ cdef int direct_impl(const floating* x, const floating* w, const floating* bias,
     ax.q = NULL
     try:
         if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
         for cx in range(ax.ncls):
             qxm = max(qxm, ax.q[cx])
         # multiply-adds, plus one per output element for the bias and the store
         nt = team_size(num_threads, items, n * cin * h * wd * cog * kh * kw + n * cout * oh_n * ow_n)
         accs = <floating*>malloc(nt * sw * qxm * sizeof(floating))
         if accs == NULL:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
         tid = 0  # thread-private inside the region; initialised so the compiler sees a value
         with nogil, parallel(num_threads=nt):
             tid = omp_get_thread_num()

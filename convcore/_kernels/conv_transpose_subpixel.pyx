@@ -504,7 +504,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     ge.pitch = 0
     try:
         if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
         ge.n, ge.cin, ge.h, ge.wd, ge.cout, ge.kh, ge.kw = n, cin, h, wd, cout, kh, kw
         ge.oh_n, ge.ow_n, ge.sh, ge.sw = oh_n, ow_n, sh, sw
         ge.cig, ge.cog, ge.has_bias = cin // groups, cout // groups, has_bias
@@ -517,7 +517,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         ge.npairs = ay.ncls * ax.ncls
         woff = <Py_ssize_t*>malloc(ge.npairs * sizeof(Py_ssize_t))
         if woff == NULL:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
         wp_len = 0
         for pr in range(ge.npairs):
             cy = pr // ax.ncls
@@ -546,7 +546,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             c_len = c_rows * ceil_div(rt * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
             ge.koff = <Py_ssize_t*>malloc(ge.npairs * k_max * sizeof(Py_ssize_t))
             if ge.koff == NULL:
-                raise MemoryError()
+                raise MemoryError("cannot allocate the kernel's scratch memory")
             block_offsets(&ay, &ax, &ge)
         else:
             # scratch rows per pixel: one column block, and the GEMM results of every x class
@@ -574,7 +574,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         segs = <Py_ssize_t*>malloc(nt * (seg_cap + 2 * ax.ncls + 2 * sw) * sizeof(Py_ssize_t))
         srcs = <const floating**>malloc(nt * sw * sizeof(floating*))
         if scratch == NULL or segs == NULL or srcs == NULL or (wp_len and wp == NULL):
-            raise MemoryError()
+            raise MemoryError("cannot allocate the kernel's scratch memory")
         nblk = ceil_div(ge.cig, PACK_CI)
         with nogil, parallel(num_threads=nt):
             for r in prange(groups * nblk, schedule="dynamic"):

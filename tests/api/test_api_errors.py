@@ -205,6 +205,14 @@ CASES = {
                                                {"dilation": 0}, SAME),
     "order-output-padding-before-stride": ("conv_transpose2d", (1, 2, 5, 5), (2, 3, 3, 3), None,
                                            {"output_padding": -1, "stride": 0}, SAME),
+    # libtorch's transposed backend narrows stride, dilation, padding and output_padding to C ints
+    "convT2d-stride-2**31": ("conv_transpose2d", (1, 1, 1, 1), (1, 1, 1, 1), None, {"stride": 2**31}, SAME),
+    "convT1d-stride-2**32": ("conv_transpose1d", (1, 1, 3), (1, 1, 2), None, {"stride": 2**32}, SAME),
+    "convT2d-dilation-2**31": ("conv_transpose2d", (1, 1, 1, 1), (1, 1, 1, 1), None, {"dilation": 2**31}, SAME),
+    "convT2d-output-padding-vs-wrapped-stride": ("conv_transpose2d", (1, 1, 1, 1), (1, 1, 1, 1), None,
+                                                 {"stride": 2**32 + 1, "output_padding": 1}, SAME),
+    "convT1d-dilated-kernel-wraps": ("conv_transpose1d", (1, 1, 1), (1, 1, 2), None, {"dilation": 2**31 - 1}, SAME),
+    "convT2d-dilated-kernel-wraps": ("conv_transpose2d", (1, 1, 1, 1), (1, 1, 3, 3), None, {"dilation": 2**30}, SAME),
     "order-channels-before-bias": ("conv2d", (1, 3, 5, 5), (3, 2, 3, 3), (5,), {}, SAME),
     "order-bias-before-kernel-size": ("conv2d", (1, 2, 5, 5), (3, 2, 7, 3), (2,), {}, SAME),
 }
@@ -223,6 +231,21 @@ def test_malformed_call(case):
         assert str(exc.value) == first_line(torch_exc.value)
     else:
         assert re.search(expect, str(exc.value)), str(exc.value)
+
+
+def test_huge_stride_over_one_input_pixel_matches_torch():
+    """A stride that cannot step anywhere (one input pixel) never reaches the phase kernels, whose
+    tables are sized by the stride; torch accepts it, so does convcore, with torch's values."""
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((2, 3, 1, 1)), rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(2)
+    for kwargs in ({"stride": 2**31 - 1}, {"stride": (2**31 - 1, 1), "padding": (1, 0)}):
+        np.testing.assert_allclose(convcore_call("conv_transpose2d", x, w, b, **kwargs),
+                                   torch_call("conv_transpose2d", x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    # two input pixels, a stride past the output (padding crops it): col2im, no phase tables
+    x = rng.standard_normal((1, 3, 2, 2))
+    for kwargs in ({"stride": 1000, "padding": 499}, {"stride": (3, 2**30), "padding": (0, 2**29)}):
+        np.testing.assert_allclose(convcore_call("conv_transpose2d", x, w, b, **kwargs),
+                                   torch_call("conv_transpose2d", x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
 
 
 def test_empty_batch_with_negative_output_size():
