@@ -129,9 +129,11 @@ EXTRA_CASES = [
     _c("T2-rgb-4x4", "conv_transpose2d", (16, 32, 64, 64), (32, 3, 4, 4), stride=2, padding=1),
     _c("T2-s1", "conv_transpose2d", (8, 64, 32, 32), (64, 32, 3, 3), padding=1),
     _c("T1-s1", "conv_transpose1d", (8, 64, 2000), (64, 64, 7), padding=3),
-    # small planes and batch-1 inference: a ResNet stage-4 conv, a latent projected to 4x4, a
-    # U-Net upsampling and a vocoder upsampler on one item
+    # small planes and batch-1 inference: a ResNet stage-4 conv (batch 8 and 1), a stage-3 conv on
+    # one image, a latent projected to 4x4, a U-Net upsampling and a vocoder upsampler on one item
     _c("C2-7x7-512", "conv2d", (8, 512, 7, 7), (512, 512, 3, 3), padding=1),
+    _c("C2-7x7-512-b1", "conv2d", (1, 512, 7, 7), (512, 512, 3, 3), padding=1),
+    _c("C2-14x14-b1", "conv2d", (1, 256, 14, 14), (256, 256, 3, 3), padding=1),
     _c("T2-latent", "conv_transpose2d", (16, 100, 1, 1), (100, 512, 4, 4)),
     _c("T2-unet-b1", "conv_transpose2d", (1, 512, 16, 16), (512, 256, 2, 2), stride=2),
     _c("T1-vocoder-b1", "conv_transpose1d", (1, 512, 200), (512, 256, 16), stride=8, padding=4),

@@ -10,6 +10,7 @@ cdef enum:
     WANT_ITEMS = 8         # work items to aim for, so small batches still feed every core
     MACS_PER_THREAD = 1048576  # ~20 us of work: less does not pay for a thread team + BLAS limiter
     MAX_SCRATCH = 4194304      # bytes of column buffer per thread, whatever the shape (<= one column)
+    MIN_ROWS = 64              # GEMM rows per work item at least, when output channels are split
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -51,6 +52,22 @@ cdef inline Py_ssize_t tile_pixels(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_
     if p > INT_MAX // rows:
         p = INT_MAX // rows
     return p if p < pixels else pixels
+
+
+cdef inline Py_ssize_t row_block(Py_ssize_t rows, Py_ssize_t items, Py_ssize_t min_rows,
+                                 Py_ssize_t unit) noexcept nogil:
+    """GEMM rows per work item: all of them when the tiles give WANT_ITEMS items, else blocks of
+    a multiple of `unit` rows (whole packed row blocks), at least min_rows since each block redoes
+    its tile's column gather, that give about WANT_ITEMS items. A block changes no result, only
+    which thread computes it."""
+    cdef Py_ssize_t rb
+    if items >= WANT_ITEMS:
+        return rows
+    rb = ceil_div(rows, ceil_div(WANT_ITEMS, items))
+    if rb < min_rows:
+        rb = min_rows
+    rb = ceil_div(rb, unit) * unit
+    return rb if rb < rows else rows
 
 
 cdef inline int team_size(int num_threads, Py_ssize_t items, Py_ssize_t macs) noexcept nogil:

@@ -8,6 +8,9 @@ Paths, chosen from shapes only by ``_path_for``:
   small channel multipliers, one to three output maps), where a GEMM's M would starve the
   micro-kernel; not for 1x1 kernels (no taps to share a loaded block), and not for kernel
   extents or strides so large that its padded input block would be mostly unread.
+* ``"dot"`` (convcore._kernels.conv_dot): few output pixels per group and a long reduction
+  (batch-1 layers deep in a network): weights read in place by a dot-product micro-kernel,
+  where the other paths would pack more weights per call than they multiply.
 * ``"gemm"``: 1x1, stride 1, no padding: the input plane already is the column matrix.
 * ``"blocked"`` (convcore._kernels.conv_blocked): reductions K = Cin/groups*KH*KW up to
   BLOCKED_MAX_K: the micro-kernel reads a phase-split input block or an im2col tile in place
@@ -15,9 +18,10 @@ Paths, chosen from shapes only by ``_path_for``:
 * ``"im2col"``: everything else (1x1 with stride or padding included: im2col is then a gather).
 
 A GEMM work item is (group, tile of consecutive output pixels of the batch, whole register
-blocks wide). Its im2col block (Cin/groups*KH*KW, tile) lands in the calling thread's column
-buffer and the micro-kernel GEMM (convcore._kernels._microkernel: weights packed once per call,
-K in chunks of KC, columns copied into L1-sized panels) writes the (Cout/groups, tile) result,
+blocks wide; a block of output channels too when the tiles alone give too few items). Its
+im2col block (Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and the
+micro-kernel GEMM (convcore._kernels._microkernel: weights packed once per call, K in chunks of
+KC, columns copied into L1-sized panels) writes the (Cout/groups, tile) result,
 bias included, straight into ``out``; the "gemm" path skips im2col. A tile that crosses images
 (small planes share one GEMM) gathers its columns per image and copies its result out per image.
 Weights whose packed copy would pass 32 MB are read in place by OpenBLAS instead, a tile within
@@ -31,12 +35,13 @@ from libc.string cimport memcpy
 
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, ceil_div, team_size, tile_pixels
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_ROWS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
-from convcore._kernels._microkernel cimport nr_of, pack_groups, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport CCB_MR, nr_of, pack_groups, packed_gemm, padded_rows, panel_len
 
 from convcore._kernels.conv_blocked import conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
+from convcore._kernels.conv_dot import conv2d_dot, dot_fits
 from convcore._kernels.conv_small import conv2d_small, small_enough
 from convcore._threads import blas_single_threaded
 
@@ -53,6 +58,10 @@ cdef enum:
     # 5-30% faster, 1-D K = 4096: 5%); at K = 4608 over 7x7 images its (K, tile) source no
     # longer stays in L2 and the chunked, packed GEMM is 10-20% faster
     BLOCKED_MAX_K = 4096
+    # output channels per item at least, when the tiles alone give too few items (batch 1): each
+    # block redoes its tile's im2col block (3x3 over 512 channels on 7x7 planes: blocks of 64
+    # channels 2.9 ms, 128 2.4, 256 2.1, one item 4.3)
+    IM2COL_MIN_ROWS = 256
 
 # column buffer per thread: about one L2 (Zen 4: 1 MB); 512 KB measured ~8% slower in
 # float64 on a ResNet 3x3 layer, equal in float32
@@ -113,7 +122,11 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
         if spans:
             spill = cog * tile
     per_img = 0 if flat else ntiles // n
-    items = groups * ntiles
+    # output channels per item (blocks of the packed rows; OpenBLAS reads w in place: all of them)
+    cdef Py_ssize_t prows = cog
+    if packed:
+        prows = row_block(cog, groups * ntiles, MIN_ROWS if direct else IM2COL_MIN_ROWS, CCB_MR)
+    items = groups * ntiles * ceil_div(cog, prows)
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
     # per thread: the column block, the spill buffer, then the micro-kernel's column panel
     col_len = (k * tile if not direct or spans else 0) + spill + (panel_len(<floating>0) if packed else 0)
@@ -131,14 +144,14 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
             with nogil:
                 pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
             conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, spill, direct, items, ntiles, per_img, tile,
-                         n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+                         prows, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         elif nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
             with blas_single_threaded():
                 conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
-                             n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+                             cog, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
         else:
             conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
-                         n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+                         cog, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
     finally:
         free(cols)
         free(wpk)
@@ -148,15 +161,18 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
 cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk, const floating* bias,
                        bint has_bias, floating* out, floating* cols, Py_ssize_t col_len, Py_ssize_t spill,
                        bint direct, Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t per_img, Py_ssize_t tile,
+                       Py_ssize_t prows,
                        Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
     """wpk: the packed weights and biases (micro-kernel GEMM), or NULL (OpenBLAS on w). A group
-    has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels."""
+    has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels; an item is
+    one tile's block of prows output channels (a multiple of MR, or all of them)."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups, mp = padded_rows(cog)
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
-    cdef Py_ssize_t item, img, g, t, p0, p, co, q, ldb, f0, f1, a, e, j
+    cdef Py_ssize_t item, img, g, t, p0, p, co, q, ldb, f0, f1, a, e, j, r0, rn
+    cdef Py_ssize_t parts = ceil_div(cog, prows)
     cdef int tid
     cdef floating* col
     cdef floating* res
@@ -170,13 +186,16 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
         for item in prange(items, schedule="dynamic"):
-            g = item // ntiles
-            t = item - g * ntiles
+            g = item // (ntiles * parts)
+            t = item - g * ntiles * parts
+            r0 = (t % parts) * prows
+            rn = min(prows, cog - r0)
+            t = t // parts
             col = cols + tid * col_len
             if wpk != NULL:
                 panel = col + col_len - panel_len(<floating>0)  # the end of the thread's scratch
-                wg = wpk + g * mp * k
-                bg = wpk + groups * mp * k + g * mp if has_bias else NULL
+                wg = wpk + g * mp * k + r0 * k
+                bg = wpk + groups * mp * k + g * mp + r0 if has_bias else NULL
             if per_img:
                 img = t // per_img
                 p0 = (t - img * per_img) * tile
@@ -195,18 +214,18 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
                                sh, sw, ph, pw, dh, dw, a, e, col + j, f1 - f0)
                         j = j + e - a
                     res = col + k * tile
-                    packed_gemm(cog, f1 - f0, k, wg, bg, col, f1 - f0, res, f1 - f0, panel)
+                    packed_gemm(rn, f1 - f0, k, wg, bg, col, f1 - f0, res, f1 - f0, panel)
                     j = 0
                     while f0 + j < f1:
                         a = (f0 + j) % ohw
                         e = min(ohw, a + f1 - f0 - j)
-                        dst = out + ((f0 + j) // ohw * cout + g * cog) * ohw
-                        for co in range(cog):
+                        dst = out + ((f0 + j) // ohw * cout + g * cog + r0) * ohw
+                        for co in range(rn):
                             memcpy(dst + co * ohw + a, res + co * (f1 - f0) + j, (e - a) * sizeof(floating))
                         j = j + e - a
                     continue
             p = min(tile, ohw - p0)
-            dst = out + (img * cout + g * cog) * ohw + p0
+            dst = out + (img * cout + g * cog + r0) * ohw + p0
             src = x + (img * cin + g * cig) * hw
             if direct:
                 src = src + p0
@@ -216,7 +235,7 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
                 src = col
                 ldb = p
             if wpk != NULL:
-                packed_gemm(cog, p, k, wg, bg, src, ldb, dst, ohw, panel)
+                packed_gemm(rn, p, k, wg, bg, src, ldb, dst, ohw, panel)
                 continue
             if has_bias:
                 for co in range(cog):
@@ -266,8 +285,12 @@ def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups, items
         xs[i], ws[i], os[i] = x_shape[i], w_shape[i], out_shape[i]
     if is_small(xs, ws, os, groups, itemsize):
         return "small"
-    return PATH_NAMES[choose_path(w_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2], w_shape[3],
-                                  out_shape[2], out_shape[3], sh, sw, ph, pw, dh, dw, groups)]
+    cdef Path path = choose_path(w_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2], w_shape[3],
+                                 out_shape[2], out_shape[3], sh, sw, ph, pw, dh, dw, groups)
+    if path != PATH_GEMM and dot_fits(x_shape[0], groups, w_shape[1], w_shape[0] // groups,
+                                      w_shape[2] * w_shape[3], out_shape[2] * out_shape[3], itemsize):
+        return "dot"
+    return PATH_NAMES[path]
 
 
 def conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -278,6 +301,10 @@ def conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
         return
     cdef Path path = choose_path(w.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
                                  out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups)
+    if path != PATH_GEMM and dot_fits(x.shape[0], groups, w.shape[1], w.shape[0] // groups,
+                                      w.shape[2] * w.shape[3], out.shape[2] * out.shape[3], sizeof(floating)):
+        conv2d_dot(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, num_threads)
+        return
     if path == PATH_DIRECT:
         conv2d_direct(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, num_threads)
         return

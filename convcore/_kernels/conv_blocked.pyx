@@ -15,9 +15,10 @@ sources, both sized to stay in L2:
   scratch accumulator and dropped when its rows are copied out (stored straight into
   ``out`` when there are none). It copies about sh*sw input values per output, so it is
   used when sh*sw <= KH*KW and there are enough output rows to spread over threads.
-* "im2col": a work item is (image, group, tile of consecutive output pixels) and the source
-  its (K, tile) im2col block; for large strides (it gathers only what is read) and for few,
-  long rows (1-D signals: it tiles pixels, not rows).
+* "im2col": a work item is (image, group, tile of consecutive output pixels; a block of
+  output channels too when the tiles alone give too few items) and the source its (K, tile)
+  im2col block; for large strides (it gathers only what is read) and for few, long rows (1-D
+  signals: it tiles pixels, not rows).
 
 Every output element is bias + w[0]*src[0] + ... + w[K-1]*src[K-1] in that order, whatever
 the source, tile or thread count, so results are bitwise identical for any num_threads and
@@ -30,7 +31,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, clamp, span_hi, span_lo, team_size, tile_pixels
+from convcore._kernels._tiling cimport (WANT_ITEMS, ceil_div, clamp, row_block, span_hi, span_lo, team_size,
+                                       tile_pixels)
 from convcore._kernels.conv_im2col cimport im2col
 from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pack_groups
 
@@ -39,6 +41,10 @@ from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANE
 cdef Py_ssize_t SRC_BYTES = 256 * 1024
 cdef enum:
     BLOCK_MAX_K = 640  # longest reduction read from a phase-split block (below)
+    # output channels per item at least, when the im2col tiles alone give too few items (batch 1):
+    # each block redoes its tile's im2col block (3x3 over 256 channels on 14x14 planes: blocks of
+    # 64 or 128 channels 1.56 ms, one item 1.78)
+    IM2COL_MIN_ROWS = 128
 MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
 # reduction chunk of the packed GEMM (convcore._kernels._microkernel): KC x NR column panels
@@ -148,7 +154,9 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         if (ldc * sizeof(floating)) % 512 == 0:
             ldc += nr_n
         src_len = k * ldc
-    cdef Py_ssize_t items = n * groups * ntiles
+    cdef Py_ssize_t rows = cog if rt else row_block(cog, n * groups * ntiles, IM2COL_MIN_ROWS, CCB_MR)
+    cdef Py_ssize_t parts = ceil_div(cog, rows)
+    cdef Py_ssize_t items = n * groups * ntiles * parts
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
     cdef Py_ssize_t scratch_len = src_len + mr_n * acc_len
     # weights packed per (group, block of MR channels) as (K, MR), missing channels zero;
@@ -174,7 +182,7 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                                 + j * dw // sw)
                 else:
                     koff[kk] = kk * ldc
-    cdef Py_ssize_t item, ng, img, p0, p, q, nrow
+    cdef Py_ssize_t item, ng, img, p0, p, q, nrow, r0, part
     cdef int tid
     cdef floating* src
     cdef floating* acc
@@ -186,11 +194,12 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         src = scratch + tid * scratch_len
         acc = src + src_len
         for item in prange(items, schedule="dynamic"):
-            ng = item // ntiles
+            part = item % parts
+            ng = item // parts // ntiles
             img = ng // groups
             g = ng - img * groups
             if rt:
-                p0 = (item - ng * ntiles) * rt  # first output row
+                p0 = (item - ng * ntiles) * rt  # first output row (parts == 1)
                 nrow = oh_n - p0 if oh_n - p0 < rt else rt
                 for ci in range(cig):
                     load_phases(src + ci * sh * sw * ry_n * wpitch, x + ((img * cin + g * cig + ci) * h) * wd,
@@ -213,12 +222,13 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                                 memcpy(dst + (cb * mr_n + r) * ohw + q * ow_n, acc + r * acc_len + q * wpitch,
                                        ow_n * sizeof(floating))
             else:
-                p0 = (item - ng * ntiles) * pt
+                p0 = (item // parts - ng * ntiles) * pt
                 p = ohw - p0 if ohw - p0 < pt else pt
+                r0 = part * rows
                 im2col(x + (img * cin + g * cig) * hw, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw,
                        p0, p0 + p, src, ldc)
-                gather_gemm(cog, p, k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
-                            out + (img * cout + g * cog) * ohw + p0, ohw)
+                gather_gemm(min(rows, cog - r0), p, k, wpk + (g * ncb * mr_n + r0) * k, bpk + g * ncb * mr_n + r0,
+                            src, koff, out + (img * cout + g * cog + r0) * ohw + p0, ohw)
     free(wpk)
     free(scratch)
     free(koff)

@@ -36,7 +36,7 @@ from libc.string cimport memcpy, memset
 
 from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, packed_gemm, padded_rows, panel_len
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport MIN_TILE, WANT_ITEMS, ceil_div, clamp, team_size
+from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 
 
@@ -50,7 +50,6 @@ cdef enum:
     DEEP_K = 256  # GEMMs at least this deep are compute-bound (DCGAN-like layers): make them ...
     WIDE_N = 256  # ... this many pixels wide (their weights are re-read per tile; 256 measured 3%
                   # faster than 512 on DCGAN: the im2col block stays nearer L2)
-    MIN_ROWS = 64  # GEMM rows per work item at least, when output channels are split
 
 
 def set_tile_bytes(Py_ssize_t nbytes):
@@ -414,19 +413,6 @@ cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t dep
     return ceil_div(pixels, ceil_div(pixels, p))
 
 
-cdef Py_ssize_t channel_block(Py_ssize_t cog, Py_ssize_t nmem, Py_ssize_t items) noexcept nogil:
-    """Output channels per work item: all of them when the tiles give WANT_ITEMS items, else
-    blocks of a multiple of MR channels (whole packed row blocks) of at least MIN_ROWS GEMM rows,
-    since each block redoes its tile's column block. A block changes no result, only which
-    thread computes it (batch-1 layers: 2x on a 512 -> 256 channel 2x2 upsampling)."""
-    cdef Py_ssize_t cob
-    if items >= WANT_ITEMS:
-        return cog
-    cob = max(ceil_div(cog, ceil_div(WANT_ITEMS, items)), ceil_div(MIN_ROWS, nmem))
-    cob = ceil_div(cob, CCB_MR) * CCB_MR
-    return cob if cob < cog else cog
-
-
 cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssize_t col_rows,
                            Py_ssize_t c_rows, Py_ssize_t planes, Py_ssize_t itemsize) noexcept nogil:
     """Grid rows per item of the block source, with ge.pitch, c_lo, brows and blk_len set; 0
@@ -559,8 +545,10 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             c_len = c_rows * tile
         tps = ceil_div(seg_len, tile)
         items = groups * nseg * tps * ay.ncls
-        # (c_rows // cog: most members of a class pair; 0 when no phase has taps)
-        cob = channel_block(ge.cog, max(c_rows // ge.cog, 1), items)
+        # output channels per item: blocks of them when the tiles give too few items (batch-1
+        # layers: 2x on a 512 -> 256 channel 2x2 upsampling); a block's GEMM rows are (co, member),
+        # c_rows // cog the most members of a class pair (0 when no phase has taps)
+        cob = row_block(ge.cog, items, ceil_div(MIN_ROWS, max(c_rows // ge.cog, 1)), CCB_MR)
         items = items * ceil_div(ge.cog, cob)
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:

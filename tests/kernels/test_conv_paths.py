@@ -123,6 +123,15 @@ EDGE_CASES = {
     "block, one row per item": (((4, 4, 1, 200), (12, 2, 1, 5), (1, 100), (1, 2), (0, 2), (1, 1), 2), "blocked"),
     "block, no discarded columns": (((2, 5, 12, 13), (9, 5, 3, 1), (12, 13), (1, 1), (1, 0), (1, 1), 1), "blocked"),
     "block, row and column phases": (((3, 6, 17, 19), (10, 3, 3, 3), (9, 10), (2, 2), (1, 1), (1, 1), 2), "blocked"),
+    # one tile: output channels split into blocks of 128 (128 + 72 and 128 + 128 + 44), each redoing
+    # its tile's im2col block
+    "blocked, channel blocks": (((1, 80, 6, 6), (200, 80, 3, 3), (6, 6), (1, 1), (1, 1), (1, 1), 1), "blocked"),
+    "blocked, 1x1 strided, channel blocks": (((1, 8, 5, 5), (300, 8, 1, 1), (3, 3), (2, 2), (0, 0), (1, 1), 1),
+                                             "blocked"),
+    # one tile: blocks of 256 channels (256 + 44), packed GEMM rows from the middle of a group
+    "im2col, channel blocks": (((1, 460, 5, 5), (300, 460, 3, 3), (5, 5), (1, 1), (1, 1), (1, 1), 1), "im2col"),
+    "im2col, channel blocks, groups": (((1, 920, 4, 4), (600, 460, 3, 3), (4, 4), (1, 1), (1, 1), (1, 1), 2),
+                                       "im2col"),
 }
 
 
@@ -160,6 +169,9 @@ THREADED = {
     "blocked grouped strided": ((6, 64, 31, 29), (64, 4, 3, 3), (16, 15), (2, 2), (1, 1), (1, 1), 16),
     "blocked audio (im2col source)": ((1, 1, 1, 40000), (64, 1, 1, 10), (1, 7999), (1, 5), (0, 0), (1, 1), 1),
     "im2col": ((2, 460, 12, 12), (40, 460, 3, 3), (12, 12), (1, 1), (1, 1), (1, 1), 1),
+    "blocked channel blocks": ((1, 80, 12, 12), (272, 80, 3, 3), (12, 12), (1, 1), (1, 1), (1, 1), 1),
+    "im2col channel blocks (tiles across images)": ((3, 460, 5, 5), (300, 460, 3, 3), (5, 5), (1, 1), (1, 1),
+                                                    (1, 1), 1),
 }
 
 
