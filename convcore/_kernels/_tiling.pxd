@@ -8,9 +8,12 @@ cdef enum:
     BLAS_SERIAL_MNK = 262144
     MIN_TILE = 64          # pixels: below this the GEMM's N dimension starves the micro-kernel
     WANT_ITEMS = 8         # work items to aim for, so small batches still feed every core
-    MACS_PER_THREAD = 1048576  # ~20 us of work: less does not pay for a thread team + BLAS limiter
+    # ~5 us of work per thread: less does not repay waking a thread team (and the BLAS limiter,
+    # ~2 us); 2 threads on a 3x3 conv of 590K multiply-adds: 34 -> 24 us (1M per thread: 1 thread)
+    MACS_PER_THREAD = 262144
     MAX_SCRATCH = 4194304      # bytes of column buffer per thread, whatever the shape (<= one column)
     MIN_ROWS = 64              # GEMM rows per work item at least, when output channels are split
+    MACS_PER_BYTE = 2          # a byte of weights streamed from L3 costs about two multiply-adds
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -71,7 +74,9 @@ cdef inline Py_ssize_t row_block(Py_ssize_t rows, Py_ssize_t items, Py_ssize_t m
 
 
 cdef inline int team_size(int num_threads, Py_ssize_t items, Py_ssize_t macs) noexcept nogil:
-    """Threads worth starting: no more than work items, and one per MACS_PER_THREAD of work."""
+    """Threads worth starting: no more than work items, and one per MACS_PER_THREAD of work
+    (multiply-adds, plus MACS_PER_BYTE per byte of weights where those dominate: a latent
+    projected by 2 MB of weights is memory bound, and two threads read it 2x faster)."""
     cdef Py_ssize_t nt = macs // MACS_PER_THREAD
     if nt > items:
         nt = items

@@ -31,9 +31,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport (WANT_ITEMS, ceil_div, clamp, row_block, span_hi, span_lo, team_size,
-                                       tile_pixels)
-from convcore._kernels.conv_im2col cimport im2col
+from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
+from convcore._kernels.conv_im2col cimport im2col, load_phases
 from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pack_groups
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
@@ -49,39 +48,6 @@ MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
 # reduction chunk of the packed GEMM (convcore._kernels._microkernel): KC x NR column panels
 KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
-
-
-cdef inline void load_phases(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
-                             Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t sh, Py_ssize_t sw,
-                             Py_ssize_t ry_n, Py_ssize_t rows, Py_ssize_t wp) noexcept nogil:
-    """blk[((rho*sw + sig)*ry_n + ry)*wp + cx] = x[y0 + ry*sh + rho, x0 + cx*sw + sig] (0 outside)
-    for ry < rows <= ry_n: phase (rho, sig) of the input is a plane of ry_n rows of pitch wp."""
-    cdef Py_ssize_t rho, sig, ry, cx, iy, a, e
-    cdef floating* dst
-    cdef const floating* src
-    for rho in range(sh):
-        for sig in range(sw):
-            # columns cx with 0 <= x0 + cx*sw + sig < wd
-            a = clamp(span_lo(x0 + sig, sw), 0, wp)
-            e = clamp(span_hi(x0 + sig, sw, wd), a, wp)
-            for ry in range(rows):
-                dst = blk + ((rho * sw + sig) * ry_n + ry) * wp
-                iy = y0 + ry * sh + rho
-                if iy < 0 or iy >= h:
-                    for cx in range(wp):
-                        dst[cx] = 0
-                    continue
-                src = xc + iy * wd + x0 + sig
-                for cx in range(a):
-                    dst[cx] = 0
-                if sw == 1:
-                    for cx in range(a, e):
-                        dst[cx] = src[cx]
-                else:
-                    for cx in range(a, e):
-                        dst[cx] = src[cx * sw]
-                for cx in range(e, wp):
-                    dst[cx] = 0
 
 
 cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,

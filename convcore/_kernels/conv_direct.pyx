@@ -5,14 +5,15 @@ micro-kernel needs, while the work is memory bound, so each output element is su
 directly over its taps.
 
 A work item is (image, group, tile of output rows x columns). For each input channel of the
-group the item copies the input window its tile reads into a zero-padded block, so that every
-tap is a fixed offset into that block and no tap needs a bounds check; the block then serves
-each output channel of the group, which has its own accumulator. The first pass over an
-accumulator starts from the bias; in passes of up to MAX_PASS_TAPS taps, one branch-free
-loop over the flattened accumulator adds w[t] * block[q*sw + offset[t]] for those taps. With
-row stride 1 the block's row pitch is sw times the accumulator's, so a pass runs over all rows
-of the tile at once (the accumulator columns past the tile's width are scratch, not copied out);
-with a larger row stride a pass runs row by row.
+group the item copies the input window its tile reads into a zero-padded block split into its
+stride phases (row phase rho, column phase sig hold x[y0 + ry*sh + rho, x0 + cx*sw + sig]), so
+that every tap is a fixed offset into that block, read contiguously, and no tap needs a bounds
+check; the block then serves each output channel of the group, which has its own accumulator.
+The first pass over an accumulator starts from the bias; in passes of up to MAX_PASS_TAPS taps,
+one branch-free loop over the whole tile's flattened accumulator adds w[t] * block[q + offset[t]]
+for those taps. Accumulator rows have the block's pitch, so their columns past the tile's width
+are scratch, not copied out. (Strided taps read phase by phase: depthwise 3x3 stride 2 at batch 1
+was 1.2x slower with strided loads, row by row.)
 
 Every output element is computed by the same sequence of operations whatever the tiles or the
 thread count (tile sizes depend on shapes only anyway), so results are bitwise identical for
@@ -21,10 +22,11 @@ any num_threads. Padding is read as stored zeros, so 0 * Inf gives NaN as in the
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport ceil_div, clamp, team_size
+from convcore._kernels._tiling cimport ceil_div, team_size
+from convcore._kernels.conv_im2col cimport load_phases
 
 cdef enum:
     MAX_PASS_TAPS = 5     # taps summed per pass over the accumulator
@@ -35,8 +37,8 @@ cdef enum:
 
 cdef inline void tap_pass(floating* acc, bint add, floating b, const floating* src,
                           const Py_ssize_t* off, const floating* wt, Py_ssize_t m,
-                          Py_ssize_t length, Py_ssize_t sw) noexcept nogil:
-    """acc[q] = (acc[q] if add else b) + sum_{t < m} wt[t] * src[q*sw + off[t]] for q < length.
+                          Py_ssize_t length) noexcept nogil:
+    """acc[q] = (acc[q] if add else b) + sum_{t < m} wt[t] * src[q + off[t]] for q < length.
 
     The compiler unswitches the loop-invariant `add`, so the first pass only stores."""
     cdef Py_ssize_t q
@@ -50,56 +52,21 @@ cdef inline void tap_pass(floating* acc, bint add, floating b, const floating* s
     cdef const floating* s2 = src + (off[2] if m > 2 else 0)
     cdef const floating* s3 = src + (off[3] if m > 3 else 0)
     cdef const floating* s4 = src + (off[4] if m > 4 else 0)
-    if sw == 1:
-        if m == 5:
-            for q in range(length):
-                acc[q] = ((acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
-                          + w4 * s4[q])
-        elif m == 4:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
-        elif m == 3:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
-        elif m == 2:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q]
-        else:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q]
+    if m == 5:
+        for q in range(length):
+            acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q] + w4 * s4[q]
+    elif m == 4:
+        for q in range(length):
+            acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
+    elif m == 3:
+        for q in range(length):
+            acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+    elif m == 2:
+        for q in range(length):
+            acc[q] = (acc[q] if add else b) + w0 * s0[q] + w1 * s1[q]
     else:
-        if m == 5:
-            for q in range(length):
-                acc[q] = ((acc[q] if add else b) + w0 * s0[q * sw] + w1 * s1[q * sw] + w2 * s2[q * sw]
-                          + w3 * s3[q * sw] + w4 * s4[q * sw])
-        elif m == 4:
-            for q in range(length):
-                acc[q] = ((acc[q] if add else b) + w0 * s0[q * sw] + w1 * s1[q * sw] + w2 * s2[q * sw]
-                          + w3 * s3[q * sw])
-        elif m == 3:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q * sw] + w1 * s1[q * sw] + w2 * s2[q * sw]
-        elif m == 2:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q * sw] + w1 * s1[q * sw]
-        else:
-            for q in range(length):
-                acc[q] = (acc[q] if add else b) + w0 * s0[q * sw]
-
-
-cdef inline void load_block(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
-                            Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t hp, Py_ssize_t wp) noexcept nogil:
-    """blk[r, c] = x[y0 + r, x0 + c], or 0 outside the input, for an (hp, wp) block."""
-    cdef Py_ssize_t r, iy, a = clamp(-x0, 0, wp), e
-    e = clamp(wd - x0, a, wp)
-    for r in range(hp):
-        iy = y0 + r
-        if iy < 0 or iy >= h:
-            memset(blk + r * wp, 0, wp * sizeof(floating))
-        else:
-            memset(blk + r * wp, 0, a * sizeof(floating))
-            memcpy(blk + r * wp + a, xc + iy * wd + x0 + a, (e - a) * sizeof(floating))
-            memset(blk + r * wp + e, 0, (wp - e) * sizeof(floating))
+        for q in range(length):
+            acc[q] = (acc[q] if add else b) + w0 * s0[q]
 
 
 cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
@@ -107,24 +74,23 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
                             Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
                             Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                             Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads) except -1:
-    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, taps = kh * kw
-    # tile geometry, fixed for the call: (rt, ct) output pixels read an (hp, wp) input block
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, taps = kh * kw, phases = sh * sw
+    # tile geometry, fixed for the call: (rt, ct) output pixels read ry_n rows of owp columns in
+    # each stride phase of their input block; accumulator rows have the same pitch
     cdef Py_ssize_t ct = ow_n if ow_n < TILE_COLS // sw else TILE_COLS // sw
     if ct < 1:
         ct = 1
-    cdef Py_ssize_t owp = ceil_div((ct - 1) * sw + (kw - 1) * dw + 1, sw)  # accumulator row pitch
-    cdef Py_ssize_t wp = owp * sw
-    cdef Py_ssize_t eh = (kh - 1) * dh + 1
-    cdef Py_ssize_t rt = (BLOCK_ELEMS // wp - eh) // sh + 1
+    cdef Py_ssize_t owp = ct + (kw - 1) * dw // sw, extra = (kh - 1) * dh // sh
+    cdef Py_ssize_t rt = BLOCK_ELEMS // (phases * owp) - extra
     if rt > TILE_PIXELS // ct:
         rt = TILE_PIXELS // ct
     if rt > oh_n:
         rt = oh_n
     if rt < 1:
         rt = 1
-    cdef Py_ssize_t hp = (rt - 1) * sh + eh
-    # a pass over all rows reads up to (kw-1)*dw elements past the block: keep them allocated
-    cdef Py_ssize_t blk_len = hp * wp + (kw - 1) * dw, acc_len = rt * owp
+    cdef Py_ssize_t ry_n = rt + extra
+    # a pass over the tile reads up to (kw-1)*dw//sw elements past the block: keep them allocated
+    cdef Py_ssize_t blk_len = phases * ry_n * owp + (kw - 1) * dw // sw, acc_len = rt * owp
     cdef Py_ssize_t row_tiles = ceil_div(oh_n, rt), col_tiles = ceil_div(ow_n, ct)
     cdef Py_ssize_t tiles = row_tiles * col_tiles
     cdef Py_ssize_t items = n * groups * tiles
@@ -132,14 +98,17 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
     cdef Py_ssize_t* off = <Py_ssize_t*>malloc(taps * sizeof(Py_ssize_t))
     # zeroed once: the slack past a block is read (into discarded columns) but never written
     cdef floating* scratch = <floating*>calloc(nt * (blk_len + cog * acc_len), sizeof(floating))
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, i, j
     if off == NULL or scratch == NULL:
         free(off)
         free(scratch)
         raise MemoryError("cannot allocate the kernel's scratch memory")
     for t in range(taps):
-        off[t] = (t // kw) * dh * wp + (t % kw) * dw
-    cdef Py_ssize_t item, plane, img, g, co, c, tile, r0, c0, nr, nc, ci, seg, nseg, length, r, m, npass, p
+        i = t // kw
+        j = t - i * kw
+        off[t] = ((((i * dh) % sh) * sw + (j * dw) % sw) * ry_n + i * dh // sh) * owp + j * dw // sw
+    cdef Py_ssize_t item, plane, img, g, co, c, tile, r0, c0, nr, nc, ci, r, m, p
+    cdef Py_ssize_t npass = ceil_div(taps, MAX_PASS_TAPS)
     cdef int tid
     cdef floating b
     cdef floating* blk
@@ -161,26 +130,20 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
             c0 = (tile % col_tiles) * ct
             nr = oh_n - r0 if oh_n - r0 < rt else rt
             nc = ow_n - c0 if ow_n - c0 < ct else ct
-            # with row stride 1 one pass covers every row of the tile; otherwise row by row
-            nseg = 1 if sh == 1 else nr
-            length = nr * owp if sh == 1 else nc
-            npass = ceil_div(taps, MAX_PASS_TAPS)
             for ci in range(cig):
                 # one block serves every output channel of the group
-                load_block(blk, x + (img * cin + g * cig + ci) * h * wd, h, wd,
-                           r0 * sh - ph, c0 * sw - pw, (nr - 1) * sh + eh, wp)
+                load_phases(blk, x + (img * cin + g * cig + ci) * h * wd, h, wd, r0 * sh - ph, c0 * sw - pw,
+                            sh, sw, ry_n, nr + extra, owp)
                 for c in range(cog):
                     co = g * cog + c
                     b = bias[co] if has_bias else 0
                     wc = w + (co * cig + ci) * taps
-                    for seg in range(nseg):
-                        t = 0
-                        for p in range(npass):
-                            # balanced passes: taps split as evenly as MAX_PASS_TAPS allows
-                            m = (taps * (p + 1)) // npass - t
-                            tap_pass(acc + c * acc_len + seg * owp, ci > 0 or p > 0, b, blk + seg * sh * wp,
-                                     off + t, wc + t, m, length, sw)
-                            t = t + m
+                    t = 0
+                    for p in range(npass):
+                        # balanced passes: taps split as evenly as MAX_PASS_TAPS allows
+                        m = (taps * (p + 1)) // npass - t
+                        tap_pass(acc + c * acc_len, ci > 0 or p > 0, b, blk, off + t, wc + t, m, nr * owp)
+                        t = t + m
             for c in range(cog):
                 for r in range(nr):
                     memcpy(out + ((img * cout + g * cog + c) * oh_n + r0 + r) * ow_n + c0,

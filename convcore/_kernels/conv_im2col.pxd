@@ -1,9 +1,9 @@
-# The im2col gather shared by the GEMM path (convcore._kernels.conv) and the register-blocked
-# path (convcore._kernels.conv_blocked).
+# The input gathers shared by the conv2d paths: im2col (convcore._kernels.conv, conv_blocked) and
+# the phase-split block (conv_blocked, conv_direct).
 from cython cimport floating
 from libc.string cimport memcpy
 
-from convcore._kernels._tiling cimport span_hi, span_lo
+from convcore._kernels._tiling cimport clamp, span_hi, span_lo
 
 
 cdef inline void im2col(const floating* xg, Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd,
@@ -55,3 +55,36 @@ cdef inline void im2col(const floating* xg, Py_ssize_t cig, Py_ssize_t h, Py_ssi
                     oh = oh + 1
                     ow0 = 0
                 row += ld
+
+
+cdef inline void load_phases(floating* blk, const floating* xc, Py_ssize_t h, Py_ssize_t wd,
+                             Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t sh, Py_ssize_t sw,
+                             Py_ssize_t ry_n, Py_ssize_t rows, Py_ssize_t wp) noexcept nogil:
+    """blk[((rho*sw + sig)*ry_n + ry)*wp + cx] = x[y0 + ry*sh + rho, x0 + cx*sw + sig] (0 outside)
+    for ry < rows <= ry_n: phase (rho, sig) of the input is a plane of ry_n rows of pitch wp."""
+    cdef Py_ssize_t rho, sig, ry, cx, iy, a, e
+    cdef floating* dst
+    cdef const floating* src
+    for rho in range(sh):
+        for sig in range(sw):
+            # columns cx with 0 <= x0 + cx*sw + sig < wd
+            a = clamp(span_lo(x0 + sig, sw), 0, wp)
+            e = clamp(span_hi(x0 + sig, sw, wd), a, wp)
+            for ry in range(rows):
+                dst = blk + ((rho * sw + sig) * ry_n + ry) * wp
+                iy = y0 + ry * sh + rho
+                if iy < 0 or iy >= h:
+                    for cx in range(wp):
+                        dst[cx] = 0
+                    continue
+                src = xc + iy * wd + x0 + sig
+                for cx in range(a):
+                    dst[cx] = 0
+                if sw == 1:
+                    for cx in range(a, e):
+                        dst[cx] = src[cx]
+                else:
+                    for cx in range(a, e):
+                        dst[cx] = src[cx * sw]
+                for cx in range(e, wp):
+                    dst[cx] = 0

@@ -39,7 +39,7 @@ from libc.string cimport memcpy
 
 from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_TILE, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
+from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MACS_PER_BYTE, MIN_TILE, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
 from convcore._kernels._transpose_phases cimport max_phase_taps
 
 from convcore._threads import blas_single_threaded
@@ -130,7 +130,7 @@ cdef int conv_transpose2d_impl(const floating* x, const floating* w, const float
         tile = hw
         nib = ceil_div(n, ib)
     cdef Py_ssize_t items = nib * groups * nblocks
-    cdef int nt = team_size(num_threads, items, n * cin * hw * cog * kk)
+    cdef int nt = team_size(num_threads, items, n * cin * hw * cog * kk + cin * cog * kk * sizeof(floating) * MACS_PER_BYTE)
     # per thread: the columns, then (several images) the gathered input
     cdef Py_ssize_t col_len = cob * kk * tile * ib + (cig * hw * ib if ib > 1 else 0)
     cdef floating* cols = <floating*>malloc(nt * col_len * sizeof(floating))
