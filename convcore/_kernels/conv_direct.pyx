@@ -21,8 +21,8 @@ any num_threads. Padding is read as stored zeros, so 0 * Inf gives NaN as in the
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport ceil_div, team_size
@@ -96,8 +96,7 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
     cdef Py_ssize_t items = n * groups * tiles
     cdef int nt = team_size(num_threads, items, n * cout * oh_n * ow_n * cig * taps)
     cdef Py_ssize_t* off = <Py_ssize_t*>malloc(taps * sizeof(Py_ssize_t))
-    # zeroed once: the slack past a block is read (into discarded columns) but never written
-    cdef floating* scratch = <floating*>calloc(nt * (blk_len + cog * acc_len), sizeof(floating))
+    cdef floating* scratch = <floating*>malloc(nt * (blk_len + cog * acc_len) * sizeof(floating))
     cdef Py_ssize_t t, i, j
     if off == NULL or scratch == NULL:
         free(off)
@@ -121,6 +120,8 @@ cdef int conv2d_direct_impl(const floating* x, const floating* w, const floating
         tid = omp_get_thread_num()
         blk = scratch + tid * (blk_len + cog * acc_len)
         acc = blk + blk_len
+        # zeroed by its thread: the slack past a block is read (into discarded columns), never written
+        memset(blk, 0, (blk_len + cog * acc_len) * sizeof(floating))
         for item in prange(items, schedule="dynamic"):
             plane = item // tiles
             img = plane // groups

@@ -31,7 +31,7 @@ on shapes only: the same bits for any thread count.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.limits cimport INT_MAX
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, packed_gemm, padded_rows, panel_len
@@ -330,6 +330,11 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
+        if ge.pitch:
+            # zeroed by its thread: lanes past the block source's loaded rows are read (into
+            # discarded results), never written
+            memset(scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0)), 0,
+                   (col_len + ax.ncls * c_len + panel_len(<floating>0)) * sizeof(floating))
         # an item is (group, segment, tile, y class, block of output channels): it computes
         # every x class of its rows for those channels
         for item in prange(items, schedule="dynamic"):
@@ -553,9 +558,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
             wp = <floating*>malloc(wp_len * sizeof(floating))
-        # zeroed for the block source: its lanes past the loaded rows are read (into discarded results)
-        r = nt * (col_len + ax.ncls * c_len + panel_len(<floating>0))
-        scratch = <floating*>(calloc(r, sizeof(floating)) if rt else malloc(r * sizeof(floating)))
+        scratch = <floating*>malloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0)) * sizeof(floating))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
         # offset, per x phase its output column and end
         seg_cap = 4 * (tile // ge.qxm + 2)
