@@ -34,7 +34,8 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport (CCB_MR, CCB_PACK16, ccb_pack16_f, gather_gemm, nr_of, packed_gemm,
+                                             padded_rows, panel_len)
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -81,6 +82,7 @@ cdef inline bint pair_direct(const Axis* ay, const Axis* ax, Py_ssize_t cy, Py_s
 cdef enum:
     NARROW = 16  # row segments up to this many pixels are gathered by one select loop
     PACK_CI = 16  # input channels per packing task: the packed rows they fill stay in L2
+    PACK_MAX_KK = 256  # kernel taps up to which pack_by_channel transposes through a stack buffer
 
 
 cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis* ax,
@@ -123,6 +125,60 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                             dst[r] = w[roff[r] + t]
                         for r in range(nr, CCB_MR):  # rows past the end of the last block
                             dst[r] = 0
+                        dst = dst + CCB_MR
+
+
+cdef bint single_members(const Axis* ay, const Axis* ax) noexcept nogil:
+    """Whether every class has one member phase, so that a packed row is one output channel."""
+    cdef Py_ssize_t c
+    for c in range(ay.ncls):
+        if ay.first[c + 1] - ay.first[c] != 1:
+            return False
+    for c in range(ax.ncls):
+        if ax.first[c + 1] - ax.first[c] != 1:
+            return False
+    return True
+
+
+cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const Axis* ax,
+                          const Py_ssize_t* woff, const Geometry* ge, Py_ssize_t g,
+                          Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """pack_block's result where every class has one member phase and KH*KW <= PACK_MAX_KK: each
+    (input channel, block of MR output channels) reads its MR*KH*KW weights once, transposed into
+    a stack buffer, and every class pair copies its taps' MR-vectors from there. (pack_block's
+    pair-by-pair gathers re-read the same lines once per pair: 41% of a batch-1 vocoder layer.)"""
+    cdef Py_ssize_t kk = ge.kh * ge.kw, mp = padded_rows(ge.cog), rb, nr, r, ci, kp, pr, cy, cx, ty, tx
+    cdef Py_ssize_t tt, kdim, ky
+    cdef floating tmp[PACK_MAX_KK * 16]  # kernel tap kp of row r at kp*MR + r (MR <= 16)
+    cdef const floating* src
+    cdef floating* dst
+    for rb in range(ceil_div(ge.cog, CCB_MR)):
+        nr = min(CCB_MR, ge.cog - rb * CCB_MR)
+        for ci in range(c0, c1):
+            src = w + ((g * ge.cig + ci) * ge.cog + rb * CCB_MR) * kk
+            kp = 0
+            if floating is float:
+                if CCB_PACK16 and nr == CCB_MR:
+                    while kp + 16 <= kk:
+                        ccb_pack16_f(src + kp, kk, tmp + kp * CCB_MR)
+                        kp = kp + 16
+            while kp < kk:
+                for r in range(nr):
+                    tmp[kp * CCB_MR + r] = src[r * kk + kp]
+                for r in range(nr, CCB_MR):  # rows past the end of the last block
+                    tmp[kp * CCB_MR + r] = 0
+                kp = kp + 1
+            for pr in range(ge.npairs):
+                cy = pr // ax.ncls
+                cx = pr - cy * ax.ncls
+                tt = ay.taps[cy] * ax.taps[cx]
+                kdim = ge.cig * tt
+                dst = wp + woff[pr] + g * mp * kdim + (rb * kdim + ci * tt) * CCB_MR
+                for ty in range(ay.taps[cy]):
+                    ky = ay.k0[ay.first[cy]] + ty * ay.ks
+                    for tx in range(ax.taps[cx]):
+                        memcpy(dst, tmp + (ky * ge.kw + ax.k0[ax.first[cx]] + tx * ax.ks) * CCB_MR,
+                               CCB_MR * sizeof(floating))
                         dst = dst + CCB_MR
 
 
@@ -481,7 +537,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     cdef Geometry ge
     cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
     cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len, cob
-    cdef bint grid_direct = False, direct
+    cdef bint grid_direct = False, direct, by_channel
     cdef Py_ssize_t* woff = NULL
     cdef floating* wp = NULL
     cdef floating* scratch = NULL
@@ -567,11 +623,15 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         if scratch == NULL or segs == NULL or srcs == NULL or (wp_len and wp == NULL):
             raise MemoryError("cannot allocate the kernel's scratch memory")
         nblk = ceil_div(ge.cig, PACK_CI)
+        by_channel = single_members(&ay, &ax) and kh * kw <= PACK_MAX_KK
         with nogil, parallel(num_threads=nt):
             for r in prange(groups * nblk, schedule="dynamic"):
                 g = r // nblk
                 c0 = (r - g * nblk) * PACK_CI
-                pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
+                if by_channel:
+                    pack_by_channel(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
+                else:
+                    pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
         run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_len, c_len, segs, srcs, seg_cap,
                   items, nseg, seg_len, tps, tile, cob, nt)
     finally:
