@@ -220,7 +220,8 @@ cdef extern from *:
             r[i] = *(const V*)(a + i * lda);
         for (int i = 0; i < 4; i++) {  /* row pairs: (row 2i, row 2i+1) per column */
             p[2 * i] = CCB_SHUF(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            p[2 * i + 1] = CCB_SHUF(r[2 * i], r[2 * i + 1], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            p[2 * i + 1] = CCB_SHUF(r[2 * i], r[2 * i + 1],
+                                    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         }
         for (int i = 0; i < 2; i++)    /* rows 4i .. 4i+3 per column: columns 0-3, 4-7, 8-11, 12-15 */
             for (int h = 0; h < 2; h++) {
@@ -231,7 +232,8 @@ cdef extern from *:
             }
         for (int c = 0; c < 4; c++) {  /* all 8 rows: columns 4c, 4c+1 and 4c+2, 4c+3 */
             *(V*)(dst + 32 * c) = CCB_SHUF(q[c], q[4 + c], 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-            *(V*)(dst + 32 * c + 16) = CCB_SHUF(q[c], q[4 + c], 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+            *(V*)(dst + 32 * c + 16) = CCB_SHUF(q[c], q[4 + c],
+                                                8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
         }
     }
     #else
@@ -315,36 +317,35 @@ cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const flo
         ccp_gemm_d(m, n, k, wp, bias, b, ldb, c, ldc, panel)
 
 
+cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_ssize_t k,
+                           floating* dst) noexcept nogil:
+    """One block of nr <= MR rows of k columns (row r at a + r*lda) packed: dst[kk*MR + r] =
+    a[r*lda + kk], rows nr..MR-1 zero. A whole float block goes 16 columns at a time by vector
+    transposes; otherwise in chunks of 256 columns, so that the MR passes over a chunk's packed
+    copy stay in L1 (one pass over all of K: 2.5x slower at K = 4608)."""
+    cdef Py_ssize_t kk = 0, r, i, k1
+    if floating is float:
+        if CCB_PACK16 and nr == CCB_MR:
+            while kk + 16 <= k:
+                ccb_pack16_f(a + kk, lda, dst + kk * CCB_MR)
+                kk = kk + 16
+    while kk < k:
+        k1 = min(kk + 256, k)
+        for r in range(CCB_MR):
+            if r < nr:
+                for i in range(kk, k1):
+                    dst[i * CCB_MR + r] = a[r * lda + i]
+            else:
+                for i in range(kk, k1):
+                    dst[i * CCB_MR + r] = 0
+        kk = k1
+
+
 cdef inline void pack_row_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
                                 floating* wp) noexcept nogil:
     """Block blk (rows blk*MR ...) of the m x k row-major a, packed: wp[blk*k*MR + kk*MR + r] =
-    a[(blk*MR + r)*k + kk], rows past m zero. In chunks of 256 columns, so that the MR passes
-    over a chunk's packed copy stay in L1 (one pass over all of K: 2.5x slower at K = 4608)."""
-    cdef Py_ssize_t i, kk, r, k0, k1
-    cdef floating* dst = wp + blk * k * CCB_MR
-    cdef const floating* src
-    if floating is float and CCB_PACK16 and (blk + 1) * CCB_MR <= m:
-        # a whole block: 16 columns at a time by vector transposes, then the tail
-        kk = 0
-        while kk + 16 <= k:
-            ccb_pack16_f(a + blk * CCB_MR * k + kk, k, dst + kk * CCB_MR)
-            kk = kk + 16
-        for r in range(CCB_MR):
-            src = a + (blk * CCB_MR + r) * k
-            for i in range(kk, k):
-                dst[i * CCB_MR + r] = src[i]
-        return
-    for k0 in range(0, k, 256):
-        k1 = min(k0 + 256, k)
-        for r in range(CCB_MR):
-            i = blk * CCB_MR + r
-            if i < m:
-                src = a + i * k
-                for kk in range(k0, k1):
-                    dst[kk * CCB_MR + r] = src[kk]
-            else:
-                for kk in range(k0, k1):
-                    dst[kk * CCB_MR + r] = 0
+    a[(blk*MR + r)*k + kk], rows past m zero."""
+    pack_rows(a + blk * CCB_MR * k, k, min(CCB_MR, m - blk * CCB_MR), k, wp + blk * k * CCB_MR)
 
 
 cdef inline void pack_groups(const floating* w, const floating* bias, Py_ssize_t groups, Py_ssize_t cog,

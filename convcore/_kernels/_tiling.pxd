@@ -74,9 +74,10 @@ cdef inline Py_ssize_t row_block(Py_ssize_t rows, Py_ssize_t items, Py_ssize_t m
 
 
 cdef inline int team_size(int num_threads, Py_ssize_t items, Py_ssize_t macs) noexcept nogil:
-    """Threads worth starting: no more than work items, and one per MACS_PER_THREAD of work
-    (multiply-adds, plus MACS_PER_BYTE per byte of weights where those dominate: a latent
-    projected by 2 MB of weights is memory bound, and two threads read it 2x faster)."""
+    """Threads worth starting: no more than work items, and one per MACS_PER_THREAD of work.
+    macs: the call's multiply-adds; a caller whose weights can dominate adds MACS_PER_BYTE per
+    weight byte (a latent projected by 2 MB of weights is memory bound: two threads read it
+    faster)."""
     cdef Py_ssize_t nt = macs // MACS_PER_THREAD
     if nt > items:
         nt = items

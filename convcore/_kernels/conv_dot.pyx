@@ -182,9 +182,9 @@ cdef int conv2d_dot_impl(const floating* x, const floating* w, const floating* b
         free(scratch)
         free(toff)
         raise MemoryError("cannot allocate the kernel's scratch memory")
-    cdef Py_ssize_t dr = CCD_DR
     cdef Py_ssize_t j, q, bi, item, g, r0, r1, rb, pb, k0, kv, r, i, co, img, ldw
     cdef int tid, nrow, npix
+    cdef floating b
     cdef floating* acc
     cdef floating* wtail
     cdef floating* a
@@ -220,8 +220,8 @@ cdef int conv2d_dot_impl(const floating* x, const floating* w, const floating* b
                 for pb in range(npb):
                     npix = <int>min(CCD_DP, npx - pb * CCD_DP)
                     cb = colt + (g * npx + pb * CCD_DP) * kp + k0
-                    for bi in range(ceil_div(r1 - r0, dr)):
-                        rb = bi * dr
+                    for bi in range(ceil_div(r1 - r0, CCD_DR)):
+                        rb = bi * CCD_DR
                         nrow = <int>min(CCD_DR, r1 - r0 - rb)
                         if k0 < kmain:
                             wb = w + (g * cog + r0 + rb) * k + k0
@@ -235,18 +235,19 @@ cdef int conv2d_dot_impl(const floating* x, const floating* w, const floating* b
                         else:
                             ccd_block_d(kv, wb, ldw, nrow, cb, kp, npix, a)
                 k0 = k0 + kv * vl
-            for bi in range(ceil_div(r1 - r0, dr)):
-                rb = bi * dr
-                for r in range(min(dr, r1 - r0 - rb)):
-                    co = g * cog + r0 + rb + r
+            # each output: bias + its vector sum across lanes (block (bi, pb), row r, pixel p)
+            for bi in range(ceil_div(r1 - r0, CCD_DR)):
+                for r in range(min(CCD_DR, r1 - r0 - bi * CCD_DR)):
+                    co = g * cog + r0 + bi * CCD_DR + r
+                    b = bias[co] if has_bias else 0
                     for q in range(npx):
                         pb = q // CCD_DP
-                        a = acc + (((rb // CCD_DR) * npb + pb) * CCD_DR * CCD_DP + r * CCD_DP + q - pb * CCD_DP) * vl
+                        a = acc + ((bi * npb + pb) * CCD_DR * CCD_DP + r * CCD_DP + q - pb * CCD_DP) * vl
                         img = q // ohw
                         if floating is float:
-                            out[(img * cout + co) * ohw + q - img * ohw] = (bias[co] if has_bias else 0) + ccd_hsum_f(a)
+                            out[(img * cout + co) * ohw + q - img * ohw] = b + ccd_hsum_f(a)
                         else:
-                            out[(img * cout + co) * ohw + q - img * ohw] = (bias[co] if has_bias else 0) + ccd_hsum_d(a)
+                            out[(img * cout + co) * ohw + q - img * ohw] = b + ccd_hsum_d(a)
     free(colt)
     free(scratch)
     return 0

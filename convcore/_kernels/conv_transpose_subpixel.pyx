@@ -34,8 +34,7 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport (CCB_MR, CCB_PACK16, ccb_pack16_f, gather_gemm, nr_of, packed_gemm,
-                                             padded_rows, panel_len)
+from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, packed_gemm, padded_rows, panel_len
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -147,27 +146,14 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
     (input channel, block of MR output channels) reads its MR*KH*KW weights once, transposed into
     a stack buffer, and every class pair copies its taps' MR-vectors from there. (pack_block's
     pair-by-pair gathers re-read the same lines once per pair: 41% of a batch-1 vocoder layer.)"""
-    cdef Py_ssize_t kk = ge.kh * ge.kw, mp = padded_rows(ge.cog), rb, nr, r, ci, kp, pr, cy, cx, ty, tx
-    cdef Py_ssize_t tt, kdim, ky
+    cdef Py_ssize_t kk = ge.kh * ge.kw, mp = padded_rows(ge.cog), rb, ci, pr, cy, cx, ty, tx, tt, kdim, ky
     cdef floating tmp[PACK_MAX_KK * 16]  # kernel tap kp of row r at kp*MR + r (MR <= 16)
-    cdef const floating* src
     cdef floating* dst
     for rb in range(ceil_div(ge.cog, CCB_MR)):
-        nr = min(CCB_MR, ge.cog - rb * CCB_MR)
         for ci in range(c0, c1):
-            src = w + ((g * ge.cig + ci) * ge.cog + rb * CCB_MR) * kk
-            kp = 0
-            if floating is float:
-                if CCB_PACK16 and nr == CCB_MR:
-                    while kp + 16 <= kk:
-                        ccb_pack16_f(src + kp, kk, tmp + kp * CCB_MR)
-                        kp = kp + 16
-            while kp < kk:
-                for r in range(nr):
-                    tmp[kp * CCB_MR + r] = src[r * kk + kp]
-                for r in range(nr, CCB_MR):  # rows past the end of the last block
-                    tmp[kp * CCB_MR + r] = 0
-                kp = kp + 1
+            # the block's MR output channels are MR consecutive rows of KH*KW weights
+            pack_rows(w + ((g * ge.cig + ci) * ge.cog + rb * CCB_MR) * kk, kk, min(CCB_MR, ge.cog - rb * CCB_MR),
+                      kk, tmp)
             for pr in range(ge.npairs):
                 cy = pr // ax.ncls
                 cx = pr - cy * ax.ncls
@@ -374,6 +360,7 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                     int nt) noexcept:
     cdef Py_ssize_t item, g, rest, seg, t, v0, v1, pr, cy, cx, np_, kdim, m, img, ns, i
     cdef Py_ssize_t nmb = ceil_div(ge.cog, cob), mb, co0, co1, nmem
+    cdef Py_ssize_t per_thread = col_len + ax.ncls * c_len + panel_len(<floating>0)
     cdef Py_ssize_t* sg
     cdef Py_ssize_t* nps
     cdef floating* col
@@ -386,20 +373,20 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
     tid = 0  # thread-private inside the region; initialised so the compiler sees a value
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
+        # the thread's scratch: col (the block source, or the im2col block of the current x
+        # class), the GEMM results of every x class, the column panel
+        col = scratch + tid * per_thread
+        cbufs = col + col_len
+        panel = cbufs + ax.ncls * c_len
+        sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
+        nps = sg + seg_cap
         if ge.pitch:
             # zeroed by its thread: lanes past the block source's loaded rows are read (into
             # discarded results), never written
-            memset(scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0)), 0,
-                   (col_len + ax.ncls * c_len + panel_len(<floating>0)) * sizeof(floating))
+            memset(col, 0, per_thread * sizeof(floating))
         # an item is (group, segment, tile, y class, block of output channels): it computes
         # every x class of its rows for those channels
         for item in prange(items, schedule="dynamic"):
-            col = scratch + tid * (col_len + ax.ncls * c_len + panel_len(<floating>0))
-            # col: the block source, or the im2col block of the current x class
-            cbufs = col + col_len
-            panel = cbufs + ax.ncls * c_len
-            sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
-            nps = sg + seg_cap
             mb = item % nmb
             rest = item // nmb
             co0 = mb * cob
