@@ -1,6 +1,7 @@
 """Helpers shared by the kernel tests: the tolerance rule, and conv2d cases as spec tuples
 (x_shape, w_shape, out_hw, stride, pad, dilation, groups) run straight through a kernel."""
 import numpy as np
+from reference import conv2d_ref
 
 from convcore._kernels import conv
 
@@ -31,3 +32,16 @@ def call(kernel, spec, x, w, b, num_threads=2, prefill=np.nan):
     out = np.full((x.shape[0], w.shape[0], *out_hw), prefill, x.dtype)
     kernel(x, w, b, out, *stride, *pad, *dilation, groups, num_threads)
     return out
+
+
+def check(kernel, spec, dtype, rng, bias=True, num_threads=2):
+    """A conv2d kernel's output for a random spec against the float64 reference, within the
+    tolerance of its reduction length; returns (x, w, b, out)."""
+    x, w, b = make(rng, spec, dtype, bias)
+    out = call(kernel, spec, x, w, b, num_threads)
+    _, _, out_hw, stride, pad, dilation, groups = spec
+    expected = conv2d_ref(x, w, b if b.size else None, out_hw, stride, pad, dilation, groups)
+    scale = max(1.0, np.abs(expected).max(initial=0))
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * scale, err_msg=str(spec))
+    return x, w, b, out

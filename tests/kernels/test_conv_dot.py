@@ -3,7 +3,8 @@
 values, and the dispatcher's routing to it ("dot" from conv._path_for)."""
 import numpy as np
 import pytest
-from kernutil import call, make, path_of, tolerance
+import kernutil
+from kernutil import call, make, path_of
 from reference import conv2d_ref
 
 from convcore._kernels import conv, conv_dot
@@ -17,15 +18,7 @@ def out_size(i, k, s, p, d):
 
 
 def check(spec, dtype, rng, bias=True, num_threads=2):
-    """conv2d_dot against the reference; returns its output."""
-    x, w, b = make(rng, spec, dtype, bias)
-    got = call(conv2d_dot, spec, x, w, b, num_threads)
-    _, _, out_hw, stride, pad, dilation, groups = spec
-    expected = conv2d_ref(x, w, b if b.size else None, out_hw, stride, pad, dilation, groups)
-    scale = max(1.0, np.abs(expected).max(initial=0))
-    k = w.shape[1] * w.shape[2] * w.shape[3]
-    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance(dtype, k) * scale, err_msg=str(spec))
-    return x, w, b, got
+    return kernutil.check(conv2d_dot, spec, dtype, rng, bias, num_threads)
 
 
 def random_spec(rng):

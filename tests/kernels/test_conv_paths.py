@@ -5,6 +5,7 @@ each test asserts the path it means to exercise, so a changed rule cannot silent
 """
 import numpy as np
 import pytest
+import kernutil
 from kernutil import call, make, path_of, tolerance
 from reference import conv2d_ref
 
@@ -20,14 +21,7 @@ def out_size(i, k, s, p, d):
 
 
 def check(spec, dtype, rng, bias=True, num_threads=2):
-    x, w, b = make(rng, spec, dtype, bias)
-    out = call(conv.conv2d, spec, x, w, b, num_threads)
-    _, _, out_hw, stride, pad, dilation, groups = spec
-    expected = conv2d_ref(x, w, b if b.size else None, out_hw, stride, pad, dilation, groups)
-    scale = max(1.0, np.abs(expected).max(initial=0))
-    k = w.shape[1] * w.shape[2] * w.shape[3]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * scale)
-    return x, w, b, out
+    return kernutil.check(conv.conv2d, spec, dtype, rng, bias, num_threads)
 
 
 def random_spec(rng, path):
