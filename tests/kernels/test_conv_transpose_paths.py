@@ -169,6 +169,12 @@ EDGE_CASES = {
     "stride and dilation on one axis": ("col2im", ((1, 8, 5, 6), (8, 6, 3, 2), (13, 14), (3, 2), (1, 0), (2, 3), 2)),
     "stride 2, dilation 2: only odd phases have taps": (
         "col2im", ((2, 32, 6, 6), (32, 8, 3, 3), (14, 14), (2, 2), (1, 1), (2, 2), 4)),
+    # stride 2 stores both x phases of a row as interleaved vectors; the odd phase has no taps
+    # (bias only), and with output padding its row is one longer than the even phase's
+    "stride 2, 1x1 kernel, wide rows: odd phases bias only": (
+        "subpixel", ((2, 8, 3, 37), (8, 9, 1, 1), (6, 74), (2, 2), (0, 0), (1, 1), 1)),
+    "stride 2, 1x1 kernel, padding: even phases bias only": (
+        "subpixel", ((1, 8, 3, 45), (8, 9, 1, 1), (5, 88), (2, 2), (1, 1), (1, 1), 1)),
     "no phase has taps: bias only": ("subpixel kernel", ((2, 6, 11, 2), (6, 7, 2, 1), (26, 1), (3, 3), (3, 2), (1, 1), 1)),
     "few channels, stride and dilation": ("direct", ((2, 3, 5, 6), (3, 2, 3, 2), (15, 14), (3, 2), (1, 0), (2, 3), 1)),
     # rows of DILATED_SUBPIXEL_MIN_WIDTH and more: stride with dilation goes sub-pixel (block source)
