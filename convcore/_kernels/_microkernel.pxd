@@ -1,14 +1,16 @@
-# The register-blocked micro-kernels and the packed GEMM built on them, shared by the conv2d
+# The register-blocked micro-kernels and the panel GEMM built on them, shared by the conv2d
 # paths (conv, conv_blocked) and the sub-pixel transposed path.
 #
 # A micro-kernel call sums a block of MR rows x NR columns of the result in registers over a run
 # of the reduction, starting from a per-row init (bias or 0) or from the stored block, and stores
-# it once. Weights ("A") are packed per block of MR rows as (K, MR), rows past the end zero, so
-# that a block's weights are read front to back. Every result element is
+# it once. Weights ("A") are read either packed per block of MR rows as (K, MR), rows past the
+# end zero, so that a block's weights are one stream (the sub-pixel kernel reorders its weights
+# into phase matrices anyway, and its deep GEMMs ran 3-5% slower on the other layout), or in
+# place as the rows of a row-major matrix (conv2d's weight tensor: a packed copy per call was
+# 12-18% of batch-1 and small-plane layers). Every result element is
 # init + a[0]*b[0] + ... + a[K-1]*b[K-1] in that order, whatever the blocking, tile or thread, so
 # the results are bitwise identical for any num_threads.
 from cython cimport floating
-from cython.parallel cimport prange
 
 cdef extern from *:
     """
@@ -41,9 +43,10 @@ cdef extern from *:
        then stored, partially when mr < RB or nr < NR. Every lane sees the same operations
        whatever RB, so the variants below give bitwise equal results. SRC(k) is the address of
        column k's NR values: koff[k] + src (gathered sources) or src + k*lds (matrix rows). */
-    #define CCB_BLOCK(T, SUF, RB, NVEC, SRC)                                                  \\
+    #define CCB_BLOCK(T, SUF, RB, NVEC, SRC, WMODE)                                           \\
         enum { VL = CCB_VBYTES / sizeof(T), NV = NVEC };                                      \\
         typedef ccb_v_##SUF V;                                                                \\
+        CCB_WINIT_##WMODE(T, RB)                                                              \\
         /* named accumulator arrays per vector, not a[RB][NV]: GCC then keeps them in place   \\
            across iterations (the 2-D array cost register moves in the loop, 2-4%) */         \\
         V a0[RB], a1[RB], a2[RB], a3[RB];                                                     \\
@@ -62,7 +65,7 @@ cdef extern from *:
                 a2[r] = NV > 2 ? *(V*)(o + 2 * VL) : a0[r];                                   \\
                 a3[r] = NV > 2 ? *(V*)(o + 3 * VL) : a0[r];                                   \\
             } else {                                                                          \\
-                a0[r] = (V){0} + (bp ? bp[r] : (T)0);                                         \\
+                a0[r] = (V){0} + (bp ? bp[r < mr ? r : mr - 1] : (T)0);                       \\
                 a1[r] = a2[r] = a3[r] = a0[r];                                                \\
             }                                                                                 \\
         }                                                                                     \\
@@ -72,14 +75,14 @@ cdef extern from *:
             V c1 = NV > 1 ? *(const V*)(s + VL) : c0;                                         \\
             V c2 = NV > 2 ? *(const V*)(s + 2 * VL) : c0;                                     \\
             V c3 = NV > 2 ? *(const V*)(s + 3 * VL) : c0;                                     \\
-            const T* wk = wp + k * CCB_MR;                                                    \\
             _Pragma("GCC unroll 16") for (int r = 0; r < RB; r++) {                           \\
-                a0[r] += c0 * wk[r];                                                          \\
+                T wv = CCB_W_##WMODE(r, k);                                                   \\
+                a0[r] += c0 * wv;                                                             \\
                 if (NV > 1)                                                                   \\
-                    a1[r] += c1 * wk[r];                                                      \\
+                    a1[r] += c1 * wv;                                                         \\
                 if (NV > 2) {                                                                 \\
-                    a2[r] += c2 * wk[r];                                                      \\
-                    a3[r] += c3 * wk[r];                                                      \\
+                    a2[r] += c2 * wv;                                                         \\
+                    a3[r] += c3 * wv;                                                         \\
                 }                                                                             \\
             }                                                                                 \\
         }                                                                                     \\
@@ -96,24 +99,34 @@ cdef extern from *:
         if (!full)                                                                            \\
             for (int r = 0; r < mr; r++)                                                      \\
                 memcpy(out + r * ldo, tmp[r], nr * sizeof(T));
+    /* weights: packed, wp[k*MR + r] (rows past the end zero), or rows of a row-major matrix
+       read in place, wp[r*ldw + k]; rows past mr read row mr - 1 (their results are dropped) */
+    #define CCB_WINIT_P(T, RB)
+    #define CCB_W_P(r, k) wp[(k) * CCB_MR + (r)]
+    #define CCB_WINIT_R(T, RB)                                                                \\
+        const T* wr[RB];                                                                      \\
+        for (int r = 0; r < RB; r++)                                                          \\
+            wr[r] = wp + (r < mr ? r : mr - 1) * ldw;
+    #define CCB_W_R(r, k) wr[r][k]
     #define CCB_SRC_GATHER(k) (src + koff[k])
     #define CCB_SRC_ROWS(k) (src + (k) * lds)
     /* per row-block height RB: full width (CCB_NV vectors) and half width (one vector, for   \\
        the last columns of a row: nr <= VL), over gathered (ccb) or matrix-row (ccp) sources */\\
-    #define CCB_ROWS(T, SUF, RB, NAME, NVEC)                                                  \\
-    static inline void ccb_rows##RB##NAME##_##SUF(ptrdiff_t k_n, const T* wp, const T* bp,    \\
-                                                  const T* src, const ptrdiff_t* koff, T* out,\\
-                                                  ptrdiff_t ldo, int mr, int nr) {            \\
+    #define CCB_ROWS(T, SUF, RB, NAME, NVEC, WMODE)                                           \\
+    static inline void ccb_rows##RB##NAME##WMODE##_##SUF(ptrdiff_t k_n, const T* wp, ptrdiff_t ldw,\\
+                                                  const T* bp, const T* src, const ptrdiff_t* koff,\\
+                                                  T* out, ptrdiff_t ldo, int mr, int nr) {    \\
         const int acc = 0;                                                                    \\
-        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_GATHER)                                           \\
+        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_GATHER, WMODE)                                    \\
     }                                                                                         \\
-    static inline void ccp_rows##RB##NAME##_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, int acc,\\
-                                                  const T* src, ptrdiff_t lds, T* out,        \\
-                                                  ptrdiff_t ldo, int mr, int nr) {            \\
-        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_ROWS)                                             \\
+    static inline void ccp_rows##RB##NAME##WMODE##_##SUF(ptrdiff_t k_n, const T* wp, ptrdiff_t ldw,\\
+                                                  const T* bp, int acc, const T* src,         \\
+                                                  ptrdiff_t lds, T* out, ptrdiff_t ldo, int mr, int nr) {\\
+        CCB_BLOCK(T, SUF, RB, NVEC, CCB_SRC_ROWS, WMODE)                                      \\
     }
     #define CCB_HEIGHT(T, SUF, RB)                                                            \\
-        CCB_ROWS(T, SUF, RB, , CCB_NV) CCB_ROWS(T, SUF, RB, h, 1) CCB_ROWS(T, SUF, RB, w, 4)
+        CCB_ROWS(T, SUF, RB, , CCB_NV, P) CCB_ROWS(T, SUF, RB, h, 1, P) CCB_ROWS(T, SUF, RB, w, 4, P) \\
+        CCB_ROWS(T, SUF, RB, , CCB_NV, R) CCB_ROWS(T, SUF, RB, h, 1, R) CCB_ROWS(T, SUF, RB, w, 4, R)
     /* a last block of few rows (33 = 4*8 + 1) runs the smallest variant that covers it
        (a 3-row block, as RGB output has, its own) */
     #define CCB_PICK(mr, CALL)                                                                \\
@@ -125,18 +138,23 @@ cdef extern from *:
     CCB_HEIGHT(T, SUF, 8) CCB_HEIGHT(T, SUF, 6) CCB_HEIGHT(T, SUF, 4) CCB_HEIGHT(T, SUF, 3)    \\
     CCB_HEIGHT(T, SUF, 2)                                                                     \\
     CCB_HEIGHT(T, SUF, 1)                                                                     \\
-    /* out[r*ldo + q] = bp[r] + sum_k wp[k*MR + r] * src[koff[k] + q], r < mr, q < nr; the   \\
-       block is computed for all NR lanes, so src + koff[k] must hold NR readable elements */ \\
-    static inline void ccb_tile_##SUF(ptrdiff_t k_n, const T* wp, const T* bp, const T* src,  \\
-                                      const ptrdiff_t* koff, T* out, ptrdiff_t ldo, int mr, int nr) { \\
-        CCB_PICK(mr, CCB_CALL_GATHER_##SUF);                                                  \\
+    /* out[r*ldo + q] = bp[r] + sum_k W(r, k) * src[koff[k] + q], r < mr, q < nr, with W(r, k) \\
+       = wp[k*MR + r] (packed: ldw = 0) or wp[r*ldw + k]; the block is computed for all NR   \\
+       lanes, so src + koff[k] must hold NR readable elements */                             \\
+    static inline void ccb_tile_##SUF(ptrdiff_t k_n, const T* wp, ptrdiff_t ldw, const T* bp, \\
+                                      const T* src, const ptrdiff_t* koff, T* out, ptrdiff_t ldo,\\
+                                      int mr, int nr) {                                       \\
+        if (ldw) { CCB_PICK(mr, CCB_CALL_GATHER_R_##SUF) }                                    \\
+        else { CCB_PICK(mr, CCB_CALL_GATHER_P_##SUF) }                                        \\
     }                                                                                         \\
     /* C[i*ldc + j] = bias[i] (0 if NULL) + sum_k A[i, k] * B[k*ldb + j], i < m, j < n: A     \\
-       packed as above (bias padded to whole blocks), B copied per column panel of KC x NR    \\
+       packed as above (ldw = 0) or row-major (A[i, k] = wp[i*ldw + k]), B copied per column \\
+       panel of KC x NR                                                                       \\
        into `panel` (zero past n) unless a single row block reads it in place. Reduction     \\
        chunks of KC run outermost: the chunk's packed weights stay in L2 for all column       \\
        panels, and C is re-read once per chunk. */                                            \\
-    static void ccp_gemm_##SUF(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K, const T* wp, const T* bias, \\
+    static void ccp_gemm_##SUF(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K, const T* wp, ptrdiff_t ldw, \\
+                               const T* bias,                                                 \\
                                const T* B, ptrdiff_t ldb, T* C, ptrdiff_t ldc, T* panel) {    \\
         enum { VL = CCB_VBYTES / sizeof(T), NR = CCB_NV * VL, KC = CCP_PANEL_BYTES / (NR * sizeof(T)) }; \\
         if (K == 0) {                                                                         \\
@@ -176,33 +194,43 @@ cdef extern from *:
                 }                                                                             \\
                 for (ptrdiff_t i0 = 0; i0 < m; i0 += CCB_MR) {                                \\
                     int mr = m - i0 < CCB_MR ? (int)(m - i0) : CCB_MR;                        \\
-                    const T* wk = wp + i0 * K + k0 * CCB_MR;                                  \\
+                    const T* wk = ldw ? wp + i0 * ldw + k0 : wp + i0 * K + k0 * CCB_MR;       \\
                     const T* bk = bias ? bias + i0 : NULL;                                    \\
                     T* ck = C + i0 * ldc + j0;                                                \\
                     int acc = k0 > 0;                                                         \\
-                    if (wide) {                                                               \\
-                        CCB_PICK4(mr, CCPW_CALL_##SUF)                                        \\
+                    if (wide && ldw) {                                                        \\
+                        CCB_PICK4(mr, CCPW_CALL_R_##SUF)                                      \\
+                    } else if (wide) {                                                        \\
+                        CCB_PICK4(mr, CCPW_CALL_P_##SUF)                                      \\
+                    } else if (ldw) {                                                         \\
+                        CCB_PICK(mr, CCP_CALL_R_##SUF)                                        \\
                     } else {                                                                  \\
-                        CCB_PICK(mr, CCP_CALL_##SUF)                                          \\
+                        CCB_PICK(mr, CCP_CALL_P_##SUF)                                        \\
                     }                                                                         \\
                 }                                                                             \\
             }                                                                                 \\
         }                                                                                     \\
     }
     /* two levels, so that CCB_MR is expanded before it is pasted into a name */
-    #define CCB_CALL_GATHER_f(RB) CCB_CALL_GATHER_(RB, f)
-    #define CCB_CALL_GATHER_d(RB) CCB_CALL_GATHER_(RB, d)
-    #define CCB_CALL_GATHER_(RB, SUF)                                                         \\
-        if (nr <= CCB_VL_##SUF) ccb_rows##RB##h_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr); \\
-        else ccb_rows##RB##_##SUF(k_n, wp, bp, src, koff, out, ldo, mr, nr);
-    #define CCP_CALL_f(RB) CCP_CALL_(RB, f)
-    #define CCP_CALL_d(RB) CCP_CALL_(RB, d)
-    #define CCP_CALL_(RB, SUF)                                                                \\
-        if (nr <= CCB_VL_##SUF) ccp_rows##RB##h_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr); \\
-        else ccp_rows##RB##_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr);
-    #define CCPW_CALL_f(RB) CCPW_CALL_(RB, f)
-    #define CCPW_CALL_d(RB) CCPW_CALL_(RB, d)
-    #define CCPW_CALL_(RB, SUF) ccp_rows##RB##w_##SUF(kc, wk, bk, acc, bs, lds, ck, ldc, mr, nr);
+    #define CCB_CALL_GATHER_P_f(RB) CCB_CALL_GATHER_(RB, P, f)
+    #define CCB_CALL_GATHER_P_d(RB) CCB_CALL_GATHER_(RB, P, d)
+    #define CCB_CALL_GATHER_R_f(RB) CCB_CALL_GATHER_(RB, R, f)
+    #define CCB_CALL_GATHER_R_d(RB) CCB_CALL_GATHER_(RB, R, d)
+    #define CCB_CALL_GATHER_(RB, WM, SUF)                                                     \\
+        if (nr <= CCB_VL_##SUF) ccb_rows##RB##h##WM##_##SUF(k_n, wp, ldw, bp, src, koff, out, ldo, mr, nr); \\
+        else ccb_rows##RB##WM##_##SUF(k_n, wp, ldw, bp, src, koff, out, ldo, mr, nr);
+    #define CCP_CALL_P_f(RB) CCP_CALL_(RB, P, f)
+    #define CCP_CALL_P_d(RB) CCP_CALL_(RB, P, d)
+    #define CCP_CALL_R_f(RB) CCP_CALL_(RB, R, f)
+    #define CCP_CALL_R_d(RB) CCP_CALL_(RB, R, d)
+    #define CCP_CALL_(RB, WM, SUF)                                                            \\
+        if (nr <= CCB_VL_##SUF) ccp_rows##RB##h##WM##_##SUF(kc, wk, ldw, bk, acc, bs, lds, ck, ldc, mr, nr); \\
+        else ccp_rows##RB##WM##_##SUF(kc, wk, ldw, bk, acc, bs, lds, ck, ldc, mr, nr);
+    #define CCPW_CALL_P_f(RB) CCPW_CALL_(RB, P, f)
+    #define CCPW_CALL_P_d(RB) CCPW_CALL_(RB, P, d)
+    #define CCPW_CALL_R_f(RB) CCPW_CALL_(RB, R, f)
+    #define CCPW_CALL_R_d(RB) CCPW_CALL_(RB, R, d)
+    #define CCPW_CALL_(RB, WM, SUF) ccp_rows##RB##w##WM##_##SUF(kc, wk, ldw, bk, acc, bs, lds, ck, ldc, mr, nr);
     #define CCB_VL_f (CCB_VBYTES / 4)
     #define CCB_VL_d (CCB_VBYTES / 8)
     CCB_TILE(float, f)
@@ -256,13 +284,13 @@ cdef extern from *:
     const int CCB_NR_D
     const int CCP_PANEL_F
     const int CCP_PANEL_D
-    void ccb_tile_f(Py_ssize_t k_n, const float* wp, const float* bp, const float* src,
+    void ccb_tile_f(Py_ssize_t k_n, const float* wp, Py_ssize_t ldw, const float* bp, const float* src,
                     const Py_ssize_t* koff, float* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
-    void ccb_tile_d(Py_ssize_t k_n, const double* wp, const double* bp, const double* src,
+    void ccb_tile_d(Py_ssize_t k_n, const double* wp, Py_ssize_t ldw, const double* bp, const double* src,
                     const Py_ssize_t* koff, double* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil
-    void ccp_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* wp, const float* bias,
+    void ccp_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* wp, Py_ssize_t ldw, const float* bias,
                     const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, float* panel) noexcept nogil
-    void ccp_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* wp, const double* bias,
+    void ccp_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* wp, Py_ssize_t ldw, const double* bias,
                     const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc, double* panel) noexcept nogil
     void ccb_pack16_f(const float* a, Py_ssize_t lda, float* dst) noexcept nogil
 
@@ -273,7 +301,7 @@ cdef inline Py_ssize_t nr_of(floating dummy) noexcept nogil:
 
 
 cdef inline Py_ssize_t panel_len(floating dummy) noexcept nogil:
-    """Elements of the per-thread column panel scratch that packed_gemm needs."""
+    """Elements of the per-thread column panel scratch that panel_gemm needs."""
     return CCP_PANEL_F if floating is float else CCP_PANEL_D
 
 
@@ -282,39 +310,42 @@ cdef inline Py_ssize_t padded_rows(Py_ssize_t m) noexcept nogil:
     return (m + CCB_MR - 1) // CCB_MR * CCB_MR
 
 
-cdef inline void tile(Py_ssize_t k_n, const floating* wp, const floating* bp, const floating* src,
-                      const Py_ssize_t* koff, floating* out, Py_ssize_t ldo, int mr, int nr) noexcept nogil:
+cdef inline void tile(Py_ssize_t k_n, const floating* wp, Py_ssize_t ldw, const floating* bp,
+                      const floating* src, const Py_ssize_t* koff, floating* out, Py_ssize_t ldo, int mr,
+                      int nr) noexcept nogil:
     """One block over a gathered source: column k's NR values at src + koff[k]."""
     if floating is float:
-        ccb_tile_f(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+        ccb_tile_f(k_n, wp, ldw, bp, src, koff, out, ldo, mr, nr)
     else:
-        ccb_tile_d(k_n, wp, bp, src, koff, out, ldo, mr, nr)
+        ccb_tile_d(k_n, wp, ldw, bp, src, koff, out, ldo, mr, nr)
 
 
-cdef inline void gather_gemm(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const floating* wp,
+cdef inline void gather_gemm(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const floating* wp, Py_ssize_t ldw,
                              const floating* bias, const floating* src, const Py_ssize_t* koff,
                              floating* c, Py_ssize_t ldc) noexcept nogil:
     """C (m, p) = bias + A B, column q of B read in place at src[koff[kk] + q] (NR lanes from each
-    block start must be readable); A packed as pack_groups does, bias padded or NULL. Row blocks
-    outer: a block's (K, MR) weights stay in L1 while its rows of C are written front to back."""
+    block start must be readable); A packed (ldw = 0: pack_rows per block of MR rows, bias padded
+    to whole blocks or NULL) or row-major with rows ldw apart (bias m long or NULL). Row blocks outer: a block's weights stay in L1 while its rows
+    of C are written front to back."""
     cdef Py_ssize_t nr = nr_of(<floating>0), i0 = 0, q
     while i0 < m:
         q = 0
         while q < p:
-            tile(k, wp + i0 * k, bias + i0 if bias != NULL else NULL, src + q, koff, c + i0 * ldc + q, ldc,
+            tile(k, wp + i0 * (ldw if ldw else k), ldw, bias + i0 if bias != NULL else NULL, src + q, koff,
+                 c + i0 * ldc + q, ldc,
                  <int>(m - i0 if m - i0 < CCB_MR else CCB_MR), <int>(p - q if p - q < nr else nr))
             q = q + nr
         i0 = i0 + CCB_MR
 
 
-cdef inline void packed_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* wp,
+cdef inline void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* wp, Py_ssize_t ldw,
                              const floating* bias, const floating* b, Py_ssize_t ldb, floating* c,
                              Py_ssize_t ldc, floating* panel) noexcept nogil:
-    """C (m, n) = bias + A B with A packed as pack_groups does; panel: panel_len elements of scratch."""
+    """C (m, n) = bias + A B, A and bias as for gather_gemm; panel: panel_len elements of scratch."""
     if floating is float:
-        ccp_gemm_f(m, n, k, wp, bias, b, ldb, c, ldc, panel)
+        ccp_gemm_f(m, n, k, wp, ldw, bias, b, ldb, c, ldc, panel)
     else:
-        ccp_gemm_d(m, n, k, wp, bias, b, ldb, c, ldc, panel)
+        ccp_gemm_d(m, n, k, wp, ldw, bias, b, ldb, c, ldc, panel)
 
 
 cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_ssize_t k,
@@ -339,22 +370,3 @@ cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_
                 for i in range(kk, k1):
                     dst[i * CCB_MR + r] = 0
         kk = k1
-
-
-cdef inline void pack_row_block(const floating* a, Py_ssize_t m, Py_ssize_t k, Py_ssize_t blk,
-                                floating* wp) noexcept nogil:
-    """Block blk (rows blk*MR ...) of the m x k row-major a, packed: wp[blk*k*MR + kk*MR + r] =
-    a[(blk*MR + r)*k + kk], rows past m zero."""
-    pack_rows(a + blk * CCB_MR * k, k, min(CCB_MR, m - blk * CCB_MR), k, wp + blk * k * CCB_MR)
-
-
-cdef inline void pack_groups(const floating* w, const floating* bias, Py_ssize_t groups, Py_ssize_t cog,
-                             Py_ssize_t k, floating* wpk, floating* bpk, int num_threads) noexcept nogil:
-    """Group g's (cog, k) weights packed at wpk + g*padded_rows(cog)*k and its bias (zeros
-    when NULL) at bpk + g*padded_rows(cog), padded with zeros; blocks packed in parallel."""
-    cdef Py_ssize_t g, co, j, mp = padded_rows(cog), nb = mp // CCB_MR
-    for j in prange(groups * nb, num_threads=num_threads, schedule="static"):
-        pack_row_block(w + (j // nb) * cog * k, cog, k, j % nb, wpk + (j // nb) * mp * k)
-    for g in range(groups):
-        for co in range(mp):
-            bpk[g * mp + co] = bias[g * cog + co] if bias != NULL and co < cog else 0

@@ -20,30 +20,25 @@ Paths, chosen from shapes only by ``_path_for``:
 A GEMM work item is (group, tile of consecutive output pixels of the batch, whole register
 blocks wide; a block of output channels too when the tiles alone give too few items). Its
 im2col block (Cin/groups*KH*KW, tile) lands in the calling thread's column buffer and the
-micro-kernel GEMM (convcore._kernels._microkernel: weights packed once per call, K in chunks of
-KC, columns copied into L1-sized panels) writes the (Cout/groups, tile) result,
-bias included, straight into ``out``; the "gemm" path skips im2col. A tile that crosses images
-(small planes share one GEMM) gathers its columns per image and copies its result out per image.
-Weights whose packed copy would pass 32 MB are read in place by OpenBLAS instead, a tile within
-one image at a time (bias pre-filled, then beta = 1).
+micro-kernel GEMM (convcore._kernels._microkernel: weights read in place, K in chunks of KC,
+columns copied into L1-sized panels) writes the (Cout/groups, tile) result, bias included,
+straight into ``out``; the "gemm" path skips im2col. A tile that crosses images (small planes
+share one GEMM) gathers its columns per image and copies its result out per image.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from convcore._kernels._blas cimport gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
-from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MIN_ROWS, ceil_div, row_block, team_size, tile_pixels
+from convcore._kernels._tiling cimport MIN_ROWS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col
-from convcore._kernels._microkernel cimport CCB_MR, nr_of, pack_groups, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport CCB_MR, nr_of, panel_gemm, panel_len
 
 from convcore._kernels.conv_blocked import conv2d_blocked
 from convcore._kernels.conv_direct import conv2d_direct
 from convcore._kernels.conv_dot import conv2d_dot, dot_fits
 from convcore._kernels.conv_small import conv2d_small, small_enough
-from convcore._threads import blas_single_threaded
 
 cdef enum:
     # measured (single thread, 3x3..7x7): up to 3 output channels per group the direct loops beat
@@ -66,8 +61,6 @@ cdef enum:
 # column buffer per thread: about one L2 (Zen 4: 1 MB); 512 KB measured ~8% slower in
 # float64 on a ResNet 3x3 layer, equal in float32
 cdef Py_ssize_t _tile_bytes = 1024 * 1024
-# packed weights beyond this (a copy per call) are read in place by OpenBLAS instead
-cdef Py_ssize_t _packed_max_bytes = 32 * 1024 * 1024
 
 
 def set_tile_bytes(Py_ssize_t nbytes):
@@ -75,14 +68,6 @@ def set_tile_bytes(Py_ssize_t nbytes):
     global _tile_bytes
     old = _tile_bytes
     _tile_bytes = max(nbytes, 1)
-    return old
-
-
-def set_packed_max_bytes(Py_ssize_t nbytes):
-    """Largest packed-weight copy for the micro-kernel GEMM (tests force OpenBLAS with 0); returns the old one."""
-    global _packed_max_bytes
-    old = _packed_max_bytes
-    _packed_max_bytes = nbytes
     return old
 
 
@@ -94,12 +79,7 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
                      bint direct) except -1:
     """The "gemm" path when `direct`, else "im2col"."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups
-    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, mp = padded_rows(cog)
-    # weights packed once per call for the micro-kernel GEMM; past the budget, OpenBLAS reads
-    # them in place (its int sizes must then hold the plane and the kernel)
-    cdef bint packed = groups * mp * k * <Py_ssize_t>sizeof(floating) <= _packed_max_bytes
-    if not packed and (ohw > INT_MAX or h * wd > INT_MAX or k > INT_MAX):
-        raise ValueError("conv2d: an image plane or kernel exceeds the BLAS index range (2**31 - 1)")
+    cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n
     # the tile's (K, tile) column block stays in L2; with no column buffer, its (C_out/groups, tile)
     # result, re-read per reduction chunk, gets an eighth of that (1x1 over 256 channels measured
     # 5-8% faster than with the whole budget)
@@ -107,7 +87,7 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
     cdef Py_ssize_t nr = nr_of(<floating>0), items, col_len, spill = 0, per_img
     cdef Py_ssize_t tile = tile_pixels(ohw, cog if direct else k, sizeof(floating), budget, n * groups)
     cdef Py_ssize_t ntiles = n * ceil_div(ohw, tile)
-    cdef bint flat = packed and n > 1 and tile == ohw, spans = False
+    cdef bint flat = n > 1 and tile == ohw, spans = False
     if flat:
         # planes smaller than a tile: tiles run over the batch's pixels, whole register blocks
         # wide, so that small images share a GEMM (7x7 planes of 49 pixels left a 17-pixel tail
@@ -122,63 +102,39 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
         if spans:
             spill = cog * tile
     per_img = 0 if flat else ntiles // n
-    # output channels per item (blocks of the packed rows; OpenBLAS reads w in place: all of them)
-    cdef Py_ssize_t prows = cog
-    if packed:
-        prows = row_block(cog, groups * ntiles, MIN_ROWS if direct else IM2COL_MIN_ROWS, CCB_MR)
+    # output channels per item: all, or blocks of whole register blocks (batch 1)
+    cdef Py_ssize_t prows = row_block(cog, groups * ntiles, MIN_ROWS if direct else IM2COL_MIN_ROWS, CCB_MR)
     items = groups * ntiles * ceil_div(cog, prows)
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
     # per thread: the column block, the spill buffer, then the micro-kernel's column panel
-    col_len = (k * tile if not direct or spans else 0) + spill + (panel_len(<floating>0) if packed else 0)
-    cdef floating* cols = NULL
-    cdef floating* wpk = NULL
-    if col_len:
-        cols = <floating*>malloc(nt * col_len * sizeof(floating))
-        if cols == NULL:
-            raise MemoryError("cannot allocate the kernel's scratch memory")
-    try:
-        if packed:
-            wpk = <floating*>malloc(groups * mp * (k + 1) * sizeof(floating))
-            if wpk == NULL:
-                raise MemoryError("cannot allocate the kernel's scratch memory")
-            with nogil:
-                pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, wpk + groups * mp * k, nt)
-            conv2d_items(x, w, wpk, bias, has_bias, out, cols, col_len, spill, direct, items, ntiles, per_img, tile,
-                         prows, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
-        elif nt > 1 or cog * tile * k >= BLAS_SERIAL_MNK:
-            with blas_single_threaded():
-                conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
-                             cog, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
-        else:
-            conv2d_items(x, w, NULL, bias, has_bias, out, cols, col_len, 0, direct, items, ntiles, per_img, tile,
-                         cog, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
-    finally:
-        free(cols)
-        free(wpk)
+    col_len = (k * tile if not direct or spans else 0) + spill + panel_len(<floating>0)
+    cdef floating* cols = <floating*>malloc(nt * col_len * sizeof(floating))
+    if cols == NULL:
+        raise MemoryError("cannot allocate the kernel's scratch memory")
+    conv2d_items(x, w, bias if has_bias else NULL, out, cols, col_len, spill, direct, items, ntiles, per_img, tile,
+                 prows, n, cin, h, wd, cout, kh, kw, oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups, nt)
+    free(cols)
     return 0
 
 
-cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk, const floating* bias,
-                       bint has_bias, floating* out, floating* cols, Py_ssize_t col_len, Py_ssize_t spill,
+cdef void conv2d_items(const floating* x, const floating* w, const floating* bias, floating* out, floating* cols, Py_ssize_t col_len, Py_ssize_t spill,
                        bint direct, Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t per_img, Py_ssize_t tile,
                        Py_ssize_t prows,
                        Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
-    """wpk: the packed weights and biases (micro-kernel GEMM), or NULL (OpenBLAS on w). A group
-    has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels; an item is
+    """w read in place; bias NULL or C_out long. A group has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels; an item is
     one tile's block of prows output channels (a multiple of MR, or all of them)."""
-    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, mp = padded_rows(cog)
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
-    cdef Py_ssize_t item, img, g, t, p0, p, co, q, ldb, f0, f1, a, e, j, r0, rn
+    cdef Py_ssize_t item, img, g, t, p0, p, co, ldb, f0, f1, a, e, j, r0, rn
     cdef Py_ssize_t parts = ceil_div(cog, prows)
     cdef int tid
     cdef floating* col
     cdef floating* res
     cdef floating* dst
     cdef floating* panel
-    cdef floating b
     cdef const floating* src
     cdef const floating* wg = NULL
     cdef const floating* bg = NULL
@@ -192,10 +148,9 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
             rn = min(prows, cog - r0)
             t = t // parts
             col = cols + tid * col_len
-            if wpk != NULL:
-                panel = col + col_len - panel_len(<floating>0)  # the end of the thread's scratch
-                wg = wpk + g * mp * k + r0 * k
-                bg = wpk + groups * mp * k + g * mp + r0 if has_bias else NULL
+            panel = col + col_len - panel_len(<floating>0)  # the end of the thread's scratch
+            wg = w + (g * cog + r0) * k
+            bg = bias + g * cog + r0 if bias != NULL else NULL
             if per_img:
                 img = t // per_img
                 p0 = (t - img * per_img) * tile
@@ -214,7 +169,7 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
                                sh, sw, ph, pw, dh, dw, a, e, col + j, f1 - f0)
                         j = j + e - a
                     res = col + k * tile
-                    packed_gemm(rn, f1 - f0, k, wg, bg, col, f1 - f0, res, f1 - f0, panel)
+                    panel_gemm(rn, f1 - f0, k, wg, k, bg, col, f1 - f0, res, f1 - f0, panel)
                     j = 0
                     while f0 + j < f1:
                         a = (f0 + j) % ohw
@@ -234,16 +189,7 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* wpk
                 im2col(src, cig, h, wd, kh, kw, ow_n, sh, sw, ph, pw, dh, dw, p0, p0 + p, col, p)
                 src = col
                 ldb = p
-            if wpk != NULL:
-                packed_gemm(rn, p, k, wg, bg, src, ldb, dst, ohw, panel)
-                continue
-            if has_bias:
-                for co in range(cog):
-                    b = bias[g * cog + co]
-                    for q in range(p):
-                        dst[co * ohw + q] = b
-            gemm(False, False, <int>cog, <int>p, <int>k, <floating>1, w + g * cog * k, <int>k,
-                 src, <int>ldb, <floating>(1 if has_bias else 0), dst, <int>ohw)
+            panel_gemm(rn, p, k, wg, k, bg, src, ldb, dst, ohw, panel)
 
 
 cdef enum Path:

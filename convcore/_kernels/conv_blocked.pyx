@@ -33,10 +33,10 @@ from libc.string cimport memcpy, memset
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
-from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pack_groups
+from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
-# per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the packed weights
+# per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the weights it reads
 cdef Py_ssize_t SRC_BYTES = 256 * 1024
 cdef enum:
     BLOCK_MAX_K = 640  # longest reduction read from a phase-split block (below)
@@ -125,20 +125,14 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
     cdef Py_ssize_t items = n * groups * ntiles * parts
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
     cdef Py_ssize_t scratch_len = src_len + mr_n * acc_len
-    # weights packed per (group, block of MR channels) as (K, MR), missing channels zero. No
-    # calloc: zeroing before the threads start was 18% of a batch-1 3x3 conv over 256 channels
-    cdef floating* wpk = <floating*>malloc(groups * ncb * mr_n * (k + 1) * sizeof(floating))
+    # no calloc: zeroing before the threads start was 18% of a batch-1 3x3 conv over 256 channels
     cdef floating* scratch = <floating*>malloc(nt * scratch_len * sizeof(floating))
     cdef Py_ssize_t* koff = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
-    if wpk == NULL or scratch == NULL or koff == NULL:
-        free(wpk)
+    if scratch == NULL or koff == NULL:
         free(scratch)
         free(koff)
         raise MemoryError("cannot allocate the kernel's scratch memory")
-    cdef floating* bpk = wpk + groups * ncb * mr_n * k
     cdef Py_ssize_t kk, g, cb, r
-    with nogil:
-        pack_groups(w, bias if has_bias else NULL, groups, cog, k, wpk, bpk, nt)
     for ci in range(cig):
         for i in range(kh):
             for j in range(kw):
@@ -177,16 +171,16 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                 dst = out + (img * cout + g * cog) * ohw + p0 * ow_n
                 if nrow == 1 or wpitch == ow_n:
                     # no discarded columns between the rows: store straight into out
-                    gather_gemm(cog, nrow * ow_n, k, wpk + g * ncb * k * mr_n, bpk + g * ncb * mr_n, src, koff,
-                                dst, ohw)
+                    gather_gemm(cog, nrow * ow_n, k, w + g * cog * k, k, bias + g * cog if has_bias else NULL,
+                                src, koff, dst, ohw)
                 else:
                     # a block of MR channels at a time into the accumulator rows (all of their
                     # lanes: acc_len is whole blocks), then its rows without the discarded columns
                     p = ceil_div(nrow * wpitch, nr_n) * nr_n
                     for cb in range(ncb):
                         gather_gemm(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n, p, k,
-                                    wpk + (g * ncb + cb) * k * mr_n, bpk + (g * ncb + cb) * mr_n, src, koff,
-                                    acc, acc_len)
+                                    w + (g * cog + cb * mr_n) * k, k,
+                                    bias + g * cog + cb * mr_n if has_bias else NULL, src, koff, acc, acc_len)
                         for r in range(cog - cb * mr_n if cog - cb * mr_n < mr_n else mr_n):
                             for q in range(nrow):
                                 memcpy(dst + (cb * mr_n + r) * ohw + q * ow_n, acc + r * acc_len + q * wpitch,
@@ -201,9 +195,9 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                     # the last register block reads whole NR lanes: zeros past the tile
                     for r in range(k):
                         memset(src + r * ldc + p, 0, (nr_n - p % nr_n) * sizeof(floating))
-                gather_gemm(min(rows, cog - r0), p, k, wpk + (g * ncb * mr_n + r0) * k, bpk + g * ncb * mr_n + r0,
-                            src, koff, out + (img * cout + g * cog + r0) * ohw + p0, ohw)
-    free(wpk)
+                gather_gemm(min(rows, cog - r0), p, k, w + (g * cog + r0) * k, k,
+                            bias + g * cog + r0 if has_bias else NULL, src, koff,
+                            out + (img * cout + g * cog + r0) * ohw + p0, ohw)
     free(scratch)
     free(koff)
     return 0

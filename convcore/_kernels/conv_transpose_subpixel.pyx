@@ -34,7 +34,7 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, packed_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, panel_gemm, padded_rows, panel_len
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -134,7 +134,7 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
                      Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
     """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
     (cog*members, cig*Ty*Tx) matrix: row (co, member), column (ci, ty, tx), value
-    w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for packed_gemm (rows past the end
+    w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for panel_gemm (rows past the end
     zero). Rows co-major, so that a block of output channels is a block of rows."""
     cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, tt, m, rb, nr, r
     cdef Py_ssize_t row, co, mem, ci, ty, tx, t, dy = ay.ks * ge.kw, dx = ax.ks, cstep = ge.cog * kk
@@ -450,7 +450,7 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                 wk = wp + woff[pr] + (g * padded_rows(nmem * ge.cog) + co0 * nmem) * kdim
                 if ge.pitch:
                     nps[cx] = ceil_div(ns * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
-                    gather_gemm(m, ns * ge.pitch, kdim, wk, NULL, col, ge.koff + pr * ge.k_max,
+                    gather_gemm(m, ns * ge.pitch, kdim, wk, 0, NULL, col, ge.koff + pr * ge.k_max,
                                 cbufs + cx * c_len, nps[cx])
                     continue
                 if pair_direct(ay, ax, cy, cx, ge):
@@ -462,7 +462,7 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                     im2col(x, ay, ax, cy, cx, ge, g, sg, ns, col)
                     bmat = col
                     ldb = np_
-                packed_gemm(m, np_, kdim, wk, NULL, bmat, ldb, cbufs + cx * c_len, np_, panel)
+                panel_gemm(m, np_, kdim, wk, 0, NULL, bmat, ldb, cbufs + cx * c_len, np_, panel)
             write_out(cbufs, c_len, nps, nps + ax.ncls, srcs + tid * ge.sw, nps + 2 * ax.ncls,
                       nps + 2 * ax.ncls + ge.sw, bias, out, ay, ax, cy, ge, g, co0, co1, sg, ns)
 

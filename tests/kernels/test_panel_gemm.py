@@ -5,8 +5,7 @@ Its blocking must not change a single bit: it sums every output as bias + w[0]*x
 order, exactly as the blocked path's single pass does, across reduction chunks of KC, row blocks
 of MR (partial ones run narrower variants), column panels of NR (a last one of at most one
 vector runs the half-width variant), with the panel copied or read in place (one row block).
-So the GEMM paths are checked bitwise against conv2d_blocked, and against the reference and the
-OpenBLAS fallback that takes over when the packed weights would exceed their budget.
+So the GEMM paths are checked bitwise against conv2d_blocked, and against the reference.
 """
 import numpy as np
 import pytest
@@ -86,27 +85,6 @@ def test_tiles_across_images_match_the_blocked_kernel_bitwise(tile_bytes, dtype)
     finally:
         if old is not None:
             conv.set_tile_bytes(old)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_openblas_fallback_past_the_packed_weight_budget(dtype):
-    """With no budget for packed weights, the same shapes run OpenBLAS on the weights in place."""
-    rng = np.random.default_rng(41)
-    specs = blocking_specs(dtype)[::7]
-    packed = []
-    for spec in specs:
-        x, w, b = make(rng, spec, dtype)
-        packed.append((x, w, b, call(conv.conv2d, spec, x, w, b)))
-    old = conv.set_packed_max_bytes(0)
-    try:
-        for spec, (x, w, b, want) in zip(specs, packed):
-            got = call(conv.conv2d, spec, x, w, b)
-            assert not np.isnan(got).any()
-            k = w.shape[1] * w.shape[2] * w.shape[3]
-            np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(want).max()),
-                                       err_msg=str(spec))
-    finally:
-        conv.set_packed_max_bytes(old)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
