@@ -8,9 +8,9 @@ Paths, chosen from shapes only by ``_path_for``:
   small channel multipliers, one to three output maps), where a GEMM's M would starve the
   micro-kernel; not for 1x1 kernels (no taps to share a loaded block), and not for kernel
   extents or strides so large that its padded input block would be mostly unread.
-* ``"dot"`` (convcore._kernels.conv_dot): few output pixels per group and a long reduction
-  (batch-1 layers deep in a network): weights read in place by a dot-product micro-kernel,
-  where the other paths would pack more weights per call than they multiply.
+* ``"dot"`` (convcore._kernels.conv_dot): float32, few output pixels per group and a reduction
+  past BLOCKED_MAX_K (batch-1 layers deep in a network): a dot-product micro-kernel, where the
+  im2col path would chunk the reduction and leave most of its pixel lanes idle.
 * ``"gemm"``: 1x1, stride 1, no padding: the input plane already is the column matrix.
 * ``"blocked"`` (convcore._kernels.conv_blocked): reductions K = Cin/groups*KH*KW up to
   BLOCKED_MAX_K: the micro-kernel reads a phase-split input block or an im2col tile in place
@@ -49,9 +49,9 @@ cdef enum:
     DIRECT_MAX_EXTENT = 256  # kernel extent (KH-1)*dh+1, (KW-1)*dw+1: bounds its block
     DIRECT_MAX_STRIDE = 64   # its block rows hold stride elements per output column
     # measured (Zen 4, 2 threads): reading the im2col tile in place with no reduction chunks, the
-    # micro-kernel matches or beats the packed GEMM up to K = 4096 (3x3 over 128..256 channels:
+    # micro-kernel matches or beats the chunked GEMM up to K = 4096 (3x3 over 128..256 channels:
     # 5-30% faster, 1-D K = 4096: 5%); at K = 4608 over 7x7 images its (K, tile) source no
-    # longer stays in L2 and the chunked, packed GEMM is 10-20% faster
+    # longer stays in L2 and the chunked GEMM is 10-20% faster
     BLOCKED_MAX_K = 4096
     # output channels per item at least, when the tiles alone give too few items (batch 1): each
     # block redoes its tile's im2col block (3x3 over 512 channels on 7x7 planes: blocks of 64

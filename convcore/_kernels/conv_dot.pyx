@@ -1,13 +1,13 @@
-"""conv2d for calls with few output pixels and long reductions (batch-1 layers deep in a network):
-the weights are read in place, never packed.
+"""conv2d for float32 calls with few output pixels and very long reductions (batch-1 layers deep
+in a network, 3x3 over 512 channels and more).
 
-With N output pixels per group and K = Cin/groups*KH*KW, the GEMM paths pack the (C_out, K)
-weights once per call: fine when N is large, but at N = 49 (3x3 over 512 channels on a 7x7
-plane, batch 1) packing 9.4 MB of weights cost a fifth of the call and the micro-kernel's
-32-pixel register blocks ran a quarter idle. Here each output is a dot product along K: the
-columns are gathered once per call, transposed ((group, pixel, K) with K contiguous), and a
-register block of DR weight rows x DP pixels keeps DR*DP vector accumulators whose lanes run along
-K, loading DR weight vectors straight from ``w`` and DP column vectors per step. The vector sums
+With N output pixels per group and K = Cin/groups*KH*KW past the blocked path's bound, the GEMM
+path cuts K into chunks and re-reads its result per chunk, and at N = 49 (3x3 over 512
+channels on a 7x7 plane, batch 1) its 32-pixel register blocks run a quarter idle. Here each
+output is a dot product along K: the columns are gathered once per call, transposed ((group,
+pixel, K) with K contiguous), and a register block of DR weight rows x DP pixels keeps DR*DP
+vector accumulators whose lanes run along K, loading DR weight vectors straight from ``w`` and
+DP column vectors per step. The vector sums
 are kept in a per-thread scratch across reduction chunks of DK_BYTES (so that a chunk of the
 columns stays in L2 while every row block of the item reads it, and a block's weight chunk in L1
 while every pixel block reads it) and added up across lanes once, at the end, in a fixed order.
@@ -90,11 +90,13 @@ cdef extern from *:
     double ccd_hsum_d(const double* s) noexcept nogil
 
 cdef enum:
-    # measured (Zen 4, 2 threads, 3x3 convs at batch 1): up to ~100 pixels per group this path
-    # beats the GEMM paths from K = 576 (1.3-1.6x at K = 2304-4608); at 196 pixels and at K = 288
-    # they win. A 1x1 stride-1 conv (no gather: the input is the column matrix) stays on "gemm".
+    # measured (Zen 4, 2 threads, batch 1), against the GEMM paths that read the weights in
+    # place: float32 3x3 over 512 channels on 7x7 1.45 vs 1.67 ms, over 1024 channels on 10x10
+    # 2.85 vs 3.32, on 4x4 0.45 vs 0.49; from K = 576 to 2304 (the blocked path's range) they
+    # win (1.6x), as they do in float64 (0.9-1.0x here) and at 196 pixels. A 1x1 stride-1 conv
+    # (no gather: the input is the column matrix) stays on "gemm".
     DOT_MAX_PIXELS = 128
-    DOT_MIN_K = 512
+    DOT_MIN_K = 4097  # past conv's BLOCKED_MAX_K
     DOT_MAX_COLS = 4194304   # bytes of transposed columns for the whole call
     DK_BYTES = 262144        # one reduction chunk of every pixel's columns: a quarter of L2
     ITEM_ROWS = 16           # output channels per work item (16-64 measured alike)
@@ -118,9 +120,10 @@ cdef inline Py_ssize_t vl_of(floating dummy) noexcept nogil:
 
 cpdef bint dot_fits(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t kk,
                     Py_ssize_t out_pixels, Py_ssize_t itemsize) noexcept nogil:
-    """Whether conv2d takes this path: few pixels per group, a long reduction, columns bounded."""
+    """Whether conv2d takes this path: float32, few pixels per group, a very long reduction,
+    columns bounded."""
     cdef Py_ssize_t k = cig * kk, vl = CCB_VBYTES // itemsize
-    return (n * out_pixels <= _max_pixels and k >= DOT_MIN_K and cog >= CCD_DR
+    return (itemsize == 4 and n * out_pixels <= _max_pixels and k >= DOT_MIN_K and cog >= CCD_DR
             and groups * n * out_pixels * ceil_div(k, vl) * vl * itemsize <= DOT_MAX_COLS)
 
 
