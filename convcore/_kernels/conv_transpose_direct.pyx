@@ -1,10 +1,11 @@
 """conv_transpose2d by direct loops, for few channels per group (depthwise and the like).
 
 Contract: convcore/_kernels/__init__.py; the phase algebra: _transpose_phases.pxd. With a
-handful of channels per group a GEMM has nothing to chew on, so each output row is accumulated
-per x phase in a contiguous buffer: bias, then one multiply-add sweep per (input channel, tap)
-over consecutive input pixels (which the compiler vectorises); then the x phases are stored into
-the output row (stride 2: interleaved, front to back). Each output element is written once.
+handful of channels per group a GEMM has nothing to chew on, so the output rows of each y phase
+are accumulated, a tile of rows at a time, per x phase in a contiguous buffer: bias, then one
+multiply-add sweep per (input channel, tap) over the tile's rows of consecutive input pixels
+(which the compiler vectorises); then the x phases are stored into the output rows (stride 2:
+interleaved, front to back). Each output element is written once.
 A work item is one output plane (image, channel): no two threads share an element.
 """
 from cython cimport floating
@@ -16,59 +17,74 @@ from convcore._kernels._tiling cimport team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 
 
+cdef enum:
+    ACC_BYTES = 65536  # accumulator rows per thread: every x phase of a tile of phase rows (L2)
+
+
 cdef void plane(const floating* x, const floating* w, floating b, floating* dst,
                 const Axis* ay, const Axis* ax, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t co,
                 Py_ssize_t h, Py_ssize_t wd, Py_ssize_t kh, Py_ssize_t kw,
-                Py_ssize_t ow_n, Py_ssize_t qxm, floating* acc) noexcept nogil:
+                Py_ssize_t ow_n, Py_ssize_t qxm, Py_ssize_t rt, floating* acc) noexcept nogil:
     """dst: plane (image, g*cog + co); x: the image's group of cig input planes; w: the group's
-    first input channel; acc: stride_w rows of qxm, one per x phase."""
-    cdef Py_ssize_t cy, cx, my, mx, qy, qx, ci, ty, tx, iy, off, lo, hi, qx_n, k
+    first input channel; acc: stride_w blocks of rt rows of qxm, one per x phase. Rows of a y
+    phase go rt at a time, so that each tap's sweep runs over all of them with one set-up."""
+    cdef Py_ssize_t cy, cx, my, mx, qy, qx, q0, q1, r_lo, r_hi, ci, ty, tx, dy, off, lo, hi, qx_n, k
     cdef Py_ssize_t sw = ax.stride
     cdef floating wv
     cdef floating* drow
     cdef floating* a
     cdef floating* a1
+    cdef floating* blk
     cdef const floating* xrow
     cdef const floating* wc
     for cy in range(ay.ncls):
         for my in range(ay.first[cy], ay.first[cy + 1]):
-            for qy in range(ay.q[cy]):
-                # every x phase of this output row into its own accumulator row ...
+            q0 = 0
+            while q0 < ay.q[cy]:
+                q1 = min(q0 + rt, ay.q[cy])
+                # every x phase of these output rows into its own accumulator block ...
                 for cx in range(ax.ncls):
                     qx_n = ax.q[cx]
                     for mx in range(ax.first[cx], ax.first[cx + 1]):
-                        a = acc + mx * qxm
-                        for qx in range(qx_n):
-                            a[qx] = b
+                        blk = acc + mx * rt * qxm - q0 * qxm  # row qy at blk + qy*qxm
+                        for qy in range(q0, q1):
+                            a = blk + qy * qxm
+                            for qx in range(qx_n):
+                                a[qx] = b
                         for ci in range(cig):
                             wc = w + (ci * cog + co) * kh * kw
                             for ty in range(ay.taps[cy]):
-                                iy = qy + ay.base[cy] - ty * ay.dd
-                                if iy < 0 or iy >= h:
-                                    continue
-                                xrow = x + (ci * h + iy) * wd
+                                dy = ay.base[cy] - ty * ay.dd  # input row qy + dy
+                                r_lo = max(q0, -dy)
+                                r_hi = min(q1, h - dy)
                                 for tx in range(ax.taps[cx]):
                                     wv = wc[(ay.k0[my] + ty * ay.ks) * kw + ax.k0[mx] + tx * ax.ks]
                                     off = ax.base[cx] - tx * ax.dd
                                     lo = -off if off < 0 else 0
                                     hi = wd - off if wd - off < qx_n else qx_n
-                                    for qx in range(lo, hi):
-                                        a[qx] += wv * xrow[qx + off]
-                # ... then stored into the output row, the two phases of stride 2 interleaved
-                drow = dst + (ay.phase[my] + qy * ay.stride) * ow_n
-                if sw == 2 and ax.first[ax.ncls] == 2:
-                    a = acc if ax.phase[0] == 0 else acc + qxm
-                    a1 = acc + qxm if ax.phase[0] == 0 else acc
-                    for qx in range(ow_n // 2):
-                        drow[2 * qx] = a[qx]
-                        drow[2 * qx + 1] = a1[qx]
-                    if ow_n % 2:
-                        drow[ow_n - 1] = a[ow_n // 2]
-                else:
-                    for k in range(ax.first[ax.ncls]):
-                        a = acc + k * qxm
-                        for qx in range((ow_n - ax.phase[k] + sw - 1) // sw):
-                            drow[qx * sw + ax.phase[k]] = a[qx]
+                                    for qy in range(r_lo, r_hi):
+                                        a = blk + qy * qxm
+                                        xrow = x + (ci * h + qy + dy) * wd + off
+                                        for qx in range(lo, hi):
+                                            a[qx] += wv * xrow[qx]
+                # ... then stored into the output rows, the two phases of stride 2 interleaved
+                for qy in range(q0, q1):
+                    drow = dst + (ay.phase[my] + qy * ay.stride) * ow_n
+                    blk = acc + (qy - q0) * qxm
+                    if sw == 2 and ax.first[ax.ncls] == 2:
+                        a = blk if ax.phase[0] == 0 else blk + rt * qxm
+                        a1 = blk + rt * qxm if ax.phase[0] == 0 else blk
+                        for qx in range(ow_n // 2):
+                            drow[2 * qx] = a[qx]
+                            drow[2 * qx + 1] = a1[qx]
+                        if ow_n % 2:
+                            drow[ow_n - 1] = a[ow_n // 2]
+                    else:
+                        for k in range(ax.first[ax.ncls]):
+                            a = blk + k * rt * qxm
+                            for qx in range((ow_n - ax.phase[k] + sw - 1) // sw):
+                                drow[qx * sw + ax.phase[k]] = a[qx]
+                q0 = q1
 
 
 cdef int direct_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
@@ -77,7 +93,7 @@ cdef int direct_impl(const floating* x, const floating* w, const floating* bias,
                      Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads) except -1:
     cdef Axis ay, ax
-    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, qxm = 1, cx, item, img, co, g
+    cdef Py_ssize_t cig = cin // groups, cog = cout // groups, qxm = 1, qym = 1, rt, cx, cy, item, img, co, g
     cdef Py_ssize_t items = n * cout
     cdef floating* accs = NULL
     cdef int nt, tid
@@ -88,9 +104,12 @@ cdef int direct_impl(const floating* x, const floating* w, const floating* bias,
             raise MemoryError("cannot allocate the kernel's scratch memory")
         for cx in range(ax.ncls):
             qxm = max(qxm, ax.q[cx])
+        for cy in range(ay.ncls):
+            qym = max(qym, ay.q[cy])
+        rt = min(max(ACC_BYTES // (sw * qxm * <Py_ssize_t>sizeof(floating)), 1), qym)
         # multiply-adds, plus one per output element for the bias and the store
         nt = team_size(num_threads, items, n * cin * h * wd * cog * kh * kw + n * cout * oh_n * ow_n)
-        accs = <floating*>malloc(nt * sw * qxm * sizeof(floating))
+        accs = <floating*>malloc(nt * sw * rt * qxm * sizeof(floating))
         if accs == NULL:
             raise MemoryError("cannot allocate the kernel's scratch memory")
         tid = 0  # thread-private inside the region; initialised so the compiler sees a value
@@ -102,7 +121,7 @@ cdef int direct_impl(const floating* x, const floating* w, const floating* bias,
                 g = co // cog
                 plane(x + (img * cin + g * cig) * h * wd, w + g * cig * cog * kh * kw,
                       bias[co] if has_bias else 0, out + item * oh_n * ow_n, &ay, &ax,
-                      cig, cog, co - g * cog, h, wd, kh, kw, ow_n, qxm, accs + tid * sw * qxm)
+                      cig, cog, co - g * cog, h, wd, kh, kw, ow_n, qxm, rt, accs + tid * sw * rt * qxm)
     finally:
         free(accs)
         axis_free(&ay)

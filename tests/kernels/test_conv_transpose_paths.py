@@ -164,6 +164,8 @@ EDGE_CASES = {
         "col2im", ((2, 9, 2, 1), (9, 7, 5, 5), (7, 5), (2, 2), (0, 0), (1, 1), 1)),
     "depthwise with output padding": ("direct", ((2, 6, 9, 9), (6, 1, 3, 3), (18, 18), (2, 2), (1, 1), (1, 1), 6)),
     "depthwise, stride 1, dilated": ("direct", ((2, 5, 6, 7), (5, 1, 3, 3), (10, 11), (1, 1), (0, 0), (2, 2), 5)),
+    # rows over 2048 wide: the accumulator holds a few phase rows at a time (ACC_BYTES)
+    "depthwise, wide rows in row tiles": ("direct", ((1, 2, 7, 2100), (2, 1, 3, 3), (13, 4199), (2, 2), (1, 1), (1, 1), 2)),
     "few channels, kernel < stride": ("direct", ((1, 4, 3, 4), (4, 3, 2, 1), (9, 13), (3, 4), (0, 0), (1, 1), 2)),
     "all sizes one": ("direct", ((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1)),
     "stride and dilation on one axis": ("col2im", ((1, 8, 5, 6), (8, 6, 3, 2), (13, 14), (3, 2), (1, 0), (2, 3), 2)),
