@@ -42,47 +42,66 @@ from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
 cdef extern from *:
     """
     #include <stddef.h>
-    /* dst[2q] = a[q] + b, dst[2q + 1] = c[q] + b for q < n (a or c NULL: b alone): the two x
-       phases of a stride-2 output row, stored front to back in whole vectors. Element by
-       element, the strided stores cost more than the GEMM (half of a 16 -> 33 channel 3x3
-       stride-2 layer). */
+    /* dst[ns*q + p] = s[p][q] + b for q < n, p < ns (s[p] NULL: b alone): the ns x phases of an
+       output row (stride ns = 2, 4 or 8), stored front to back in whole vectors. The phases'
+       vectors are interleaved by log2(ns) rounds of two-source shuffles (a perfect shuffle:
+       round r zips vector j with vector j + ns/2). Element by element, the strided stores cost
+       more than the GEMM (half of a 16 -> 33 channel 3x3 stride-2 layer). */
     #if defined(__clang__) || __GNUC__ >= 12
-    #define CCI_VECTOR(VL, LO, HI)                                                            \
-        V bv = (V){0} + b, va = bv, vc = bv;                                                  \
+    #define CCI_VECTOR(VL, NS, LO, HI)                                                        \
+        V bv = (V){0} + b;                                                                    \
         for (; q + VL <= n; q += VL) {                                                        \
-            if (a) va = *(const V*)(a + q) + bv;                                              \
-            if (c) vc = *(const V*)(c + q) + bv;                                              \
-            *(V*)(dst + 2 * q) = __builtin_shufflevector(va, vc, CCI_LIST LO);                \
-            *(V*)(dst + 2 * q + VL) = __builtin_shufflevector(va, vc, CCI_LIST HI);           \
+            V v[NS], t[NS];                                                                   \
+            for (int p = 0; p < NS; p++)                                                      \
+                v[p] = bv;                                                                    \
+            for (int p = 0; p < NS; p++)                                                      \
+                if (s[p])                                                                     \
+                    v[p] = *(const V*)(s[p] + q) + bv;                                        \
+            for (int h = 1; h < NS; h *= 2) {                                                 \
+                for (int j = 0; j < NS / 2; j++) {                                            \
+                    t[2 * j] = __builtin_shufflevector(v[j], v[j + NS / 2], CCI_LIST LO);     \
+                    t[2 * j + 1] = __builtin_shufflevector(v[j], v[j + NS / 2], CCI_LIST HI); \
+                }                                                                             \
+                for (int p = 0; p < NS; p++)                                                  \
+                    v[p] = t[p];                                                              \
+            }                                                                                 \
+            for (int p = 0; p < NS; p++)                                                      \
+                *(V*)(dst + NS * q + p * VL) = v[p];                                          \
         }
     #else
-    #define CCI_VECTOR(VL, LO, HI)
+    #define CCI_VECTOR(VL, NS, LO, HI)
     #endif
     #define CCI_LIST(...) __VA_ARGS__
-    #define CCI_DEF(T, SUF, VL, LO, HI)                                                       \
-    static inline void cci_interleave2_##SUF(T* dst, const T* a, const T* c, T b, ptrdiff_t n) { \
+    #define CCI_NS(T, SUF, VL, NS, LO, HI)                                                    \
+    static inline void cci_interleave##NS##_##SUF(T* dst, const T* const* s, T b, ptrdiff_t n) { \
         typedef T V __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T)), may_alias)); \
         ptrdiff_t q = 0;                                                                      \
-        CCI_VECTOR(VL, LO, HI)                                                                \
-        for (; q < n; q++) {                                                                  \
-            dst[2 * q] = a ? a[q] + b : b;                                                    \
-            dst[2 * q + 1] = c ? c[q] + b : b;                                                \
-        }                                                                                     \
+        CCI_VECTOR(VL, NS, LO, HI)                                                            \
+        for (; q < n; q++)                                                                    \
+            for (int p = 0; p < NS; p++)                                                      \
+                dst[NS * q + p] = s[p] ? s[p][q] + b : b;                                     \
+    }
+    #define CCI_DEF(T, SUF, VL, LO, HI)                                                       \
+        CCI_NS(T, SUF, VL, 2, LO, HI) CCI_NS(T, SUF, VL, 4, LO, HI) CCI_NS(T, SUF, VL, 8, LO, HI) \
+    static inline void cci_interleave_##SUF(T* dst, const T* const* s, int ns, T b, ptrdiff_t n) { \
+        if (ns == 2) cci_interleave2_##SUF(dst, s, b, n);                                     \
+        else if (ns == 4) cci_interleave4_##SUF(dst, s, b, n);                                \
+        else cci_interleave8_##SUF(dst, s, b, n);                                             \
     }
     CCI_DEF(float, f, 16, (0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
                           (8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31))
     CCI_DEF(double, d, 8, (0, 8, 1, 9, 2, 10, 3, 11), (4, 12, 5, 13, 6, 14, 7, 15))
     """
-    void cci_interleave2_f(float* dst, const float* a, const float* c, float b, Py_ssize_t n) noexcept nogil
-    void cci_interleave2_d(double* dst, const double* a, const double* c, double b, Py_ssize_t n) noexcept nogil
+    void cci_interleave_f(float* dst, const float* const* s, int ns, float b, Py_ssize_t n) noexcept nogil
+    void cci_interleave_d(double* dst, const double* const* s, int ns, double b, Py_ssize_t n) noexcept nogil
 
 
-cdef inline void interleave2(floating* dst, const floating* a, const floating* c, floating b,
-                             Py_ssize_t n) noexcept nogil:
+cdef inline void interleave(floating* dst, const floating** s, int ns, floating b, Py_ssize_t n) noexcept nogil:
+    """dst[ns*q + p] = s[p][q] + b (s[p] NULL: b) for q < n, p < ns; ns: 2, 4 or 8."""
     if floating is float:
-        cci_interleave2_f(dst, a, c, b, n)
+        cci_interleave_f(dst, s, ns, b, n)
     else:
-        cci_interleave2_d(dst, a, c, b, n)
+        cci_interleave_d(dst, s, ns, b, n)
 
 
 # column block + GEMM results per thread: a quarter of L2, so that they and the output lines
@@ -302,6 +321,7 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
     cdef floating* row
     cdef floating* dst
     cdef const floating* src
+    cdef const floating* order[8]
     for cx in range(ax.ncls):
         js[cx] = 0
     for i in range(ns):
@@ -325,19 +345,18 @@ cdef void write_out(const floating* cbufs, Py_ssize_t c_len, const Py_ssize_t* n
                         ph[k] = ax.phase[ax.first[cx] + mi]
                         ends[k] = qx0 + clipped(seg + 4 * i, ax.q[cx])
                         k += 1
-                if sw == 2 and k == 2:
-                    # both phases of stride 2 interleaved: the row is stored front to back (a phase
-                    # without taps stores the bias itself, as the general loop below does)
-                    e = ends[0] if ends[0] < ends[1] else ends[1]
-                    if ph[0] == 0:
-                        interleave2(row + 2 * qx0, srcs[0] + qx0 if srcs[0] != NULL else NULL,
-                                    srcs[1] + qx0 if srcs[1] != NULL else NULL, b, e - qx0)
-                    else:
-                        interleave2(row + 2 * qx0, srcs[1] + qx0 if srcs[1] != NULL else NULL,
-                                    srcs[0] + qx0 if srcs[0] != NULL else NULL, b, e - qx0)
-                    for k in range(2):
-                        if ends[k] > e:
-                            row[2 * e + ph[k]] = b if srcs[k] == NULL else srcs[k][e] + b
+                if k == sw and (sw == 2 or sw == 4 or sw == 8):
+                    # every phase of the row interleaved, stored front to back (a phase without
+                    # taps stores the bias itself, as the general loop below does); phases
+                    # shorter than others by a position leave a tail
+                    e = ends[0]
+                    for k in range(sw):
+                        e = min(e, ends[k])
+                        order[ph[k]] = srcs[k] + qx0 if srcs[k] != NULL else NULL
+                    interleave(row + sw * qx0, order, <int>sw, b, e - qx0)
+                    for k in range(sw):
+                        for qx in range(e, ends[k]):
+                            row[qx * sw + ph[k]] = b if srcs[k] == NULL else srcs[k][qx] + b
                     continue
                 for k in range(k):
                     dst = row + ph[k]

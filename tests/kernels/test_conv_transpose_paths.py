@@ -177,6 +177,16 @@ EDGE_CASES = {
         "subpixel", ((2, 8, 3, 37), (8, 9, 1, 1), (6, 74), (2, 2), (0, 0), (1, 1), 1)),
     "stride 2, 1x1 kernel, padding: even phases bias only": (
         "subpixel", ((1, 8, 3, 45), (8, 9, 1, 1), (5, 88), (2, 2), (1, 1), (1, 1), 1)),
+    # strides 4 and 8 interleave all x phases of a row as vectors too; kernel < stride leaves
+    # phases without taps, output padding makes some phases a position longer
+    "stride 4, kernel 2, wide rows: phases without taps": (
+        "subpixel", ((2, 6, 2, 40), (6, 5, 1, 2), (2, 159), (1, 4), (0, 0), (1, 1), 1)),
+    "stride 8, kernel 12, wide rows, output padding": (
+        "subpixel", ((1, 7, 1, 35), (7, 3, 1, 12), (1, 287), (1, 8), (0, 2), (1, 1), 1)),
+    # dilation 3 with stride 4 (output padding 2): phases 0 and 3 share a class, so the x
+    # phases come in class order as 0, 3, 1, 2 and the interleave must put them back
+    "stride 4, dilation 3, wide rows: phases out of class order": (
+        "subpixel", ((2, 5, 1, 40), (5, 3, 1, 4), (1, 168), (1, 4), (0, 0), (1, 3), 1)),
     "no phase has taps: bias only": ("subpixel kernel", ((2, 6, 11, 2), (6, 7, 2, 1), (26, 1), (3, 3), (3, 2), (1, 1), 1)),
     "few channels, stride and dilation": ("direct", ((2, 3, 5, 6), (3, 2, 3, 2), (15, 14), (3, 2), (1, 0), (2, 3), 1)),
     # rows of DILATED_SUBPIXEL_MIN_WIDTH and more: stride with dilation goes sub-pixel (block source)
