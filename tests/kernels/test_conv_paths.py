@@ -92,6 +92,12 @@ EDGE_CASES = {
     "N = 1, wide rows, column tiles": (((1, 2, 3, 2500), (2, 1, 3, 3), (3, 2500), (1, 1), (1, 1), (1, 1), 2), "direct"),
     "tall planes, row tiles, row stride": (((1, 2, 300, 40), (2, 1, 4, 3), (99, 40), (3, 1), (2, 1), (1, 1), 2),
                                            "direct"),
+    # stride-2 gathers by vector shuffles: rows of 33 outputs whose last tap reads the last
+    # input element (the vector loop must stop short of reading past it)
+    "depthwise stride 2, rows to the end of the input": (
+        ((2, 3, 5, 67), (3, 1, 3, 3), (2, 33), (2, 2), (0, 0), (1, 1), 3), "direct"),
+    "stride 2, rows to the end of the input": (((2, 3, 5, 67), (6, 3, 3, 3), (2, 33), (2, 2), (0, 0), (1, 1), 1),
+                                              "blocked"),
     "1x1 depthwise strided": (((2, 3, 9, 9), (3, 1, 1, 1), (5, 5), (2, 2), (0, 0), (1, 1), 3), "blocked"),
     "multiplier 3 strided": (((2, 3, 9, 9), (9, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "blocked"),
     "multiplier 2 strided": (((2, 3, 9, 9), (6, 1, 3, 3), (5, 5), (2, 2), (1, 1), (1, 1), 3), "direct"),
