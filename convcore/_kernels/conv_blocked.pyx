@@ -40,6 +40,10 @@ from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANE
 cdef Py_ssize_t SRC_BYTES = 256 * 1024
 cdef enum:
     BLOCK_MAX_K = 640  # longest reduction read from a phase-split block (below)
+    # pixels (rows x pitch) per block item at least, even if that gives fewer than WANT_ITEMS
+    # items: 2 rows of a 16x16 plane (36 pixels) ran two 32-lane register blocks half idle (3x3
+    # over 64 channels at batch 1: 185 -> 123 us; 256 pixels split 16 rows 15 + 1: 202)
+    BLOCK_MIN_PIXELS = 128
     # output channels per item at least, when the im2col tiles alone give too few items (batch 1):
     # each block redoes its tile's im2col block (3x3 over 256 channels on 14x14 planes: blocks of
     # 64 or 128 channels 1.56 ms, one item 1.78)
@@ -73,6 +77,8 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     if rt < 1:
         return 0
     cdef Py_ssize_t spread = ceil_div(oh_n, ceil_div(WANT_ITEMS, planes))
+    if spread < ceil_div(BLOCK_MIN_PIXELS, wp):
+        spread = ceil_div(BLOCK_MIN_PIXELS, wp)
     if rt > spread:
         rt = spread
     return rt if rt < oh_n else oh_n
