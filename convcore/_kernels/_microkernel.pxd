@@ -325,15 +325,15 @@ cdef inline void gather_gemm(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const flo
                              floating* c, Py_ssize_t ldc) noexcept nogil:
     """C (m, p) = bias + A B, column q of B read in place at src[koff[kk] + q] (NR lanes from each
     block start must be readable); A packed (ldw = 0: pack_rows per block of MR rows, bias padded
-    to whole blocks or NULL) or row-major with rows ldw apart (bias m long or NULL). Row blocks outer: a block's weights stay in L1 while its rows
-    of C are written front to back."""
+    to whole blocks or NULL) or row-major with rows ldw apart (bias m long or NULL). Row blocks
+    outer: a block's weights stay in L1 while its rows of C are written front to back."""
     cdef Py_ssize_t nr = nr_of(<floating>0), i0 = 0, q
     while i0 < m:
         q = 0
         while q < p:
             tile(k, wp + i0 * (ldw if ldw else k), ldw, bias + i0 if bias != NULL else NULL, src + q, koff,
-                 c + i0 * ldc + q, ldc,
-                 <int>(m - i0 if m - i0 < CCB_MR else CCB_MR), <int>(p - q if p - q < nr else nr))
+                 c + i0 * ldc + q, ldc, <int>(m - i0 if m - i0 < CCB_MR else CCB_MR),
+                 <int>(p - q if p - q < nr else nr))
             q = q + nr
         i0 = i0 + CCB_MR
 

@@ -117,15 +117,16 @@ cdef int conv2d_impl(const floating* x, const floating* w, const floating* bias,
     return 0
 
 
-cdef void conv2d_items(const floating* x, const floating* w, const floating* bias, floating* out, floating* cols, Py_ssize_t col_len, Py_ssize_t spill,
-                       bint direct, Py_ssize_t items, Py_ssize_t ntiles, Py_ssize_t per_img, Py_ssize_t tile,
-                       Py_ssize_t prows,
+cdef void conv2d_items(const floating* x, const floating* w, const floating* bias, floating* out,
+                       floating* cols, Py_ssize_t col_len, Py_ssize_t spill, bint direct, Py_ssize_t items,
+                       Py_ssize_t ntiles, Py_ssize_t per_img, Py_ssize_t tile, Py_ssize_t prows,
                        Py_ssize_t n, Py_ssize_t cin, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int nt) noexcept:
-    """w read in place; bias NULL or C_out long. A group has ntiles tiles: per_img per image, or (per_img 0) tiles over the batch's pixels; an item is
-    one tile's block of prows output channels (a multiple of MR, or all of them)."""
+    """w read in place; bias NULL or C_out long. A group has ntiles tiles: per_img per image, or
+    (per_img 0) tiles over the batch's pixels; an item is one tile's block of prows output
+    channels (a multiple of MR, or all of them)."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
     cdef Py_ssize_t item, img, g, t, p0, p, co, ldb, f0, f1, a, e, j, r0, rn
@@ -193,18 +194,24 @@ cdef void conv2d_items(const floating* x, const floating* w, const floating* bia
 
 
 cdef enum Path:
-    PATH_DIRECT, PATH_GEMM, PATH_IM2COL, PATH_BLOCKED
+    PATH_SMALL, PATH_DOT, PATH_DIRECT, PATH_GEMM, PATH_IM2COL, PATH_BLOCKED
 
-PATH_NAMES = ("direct", "gemm", "im2col", "blocked")
+PATH_NAMES = ("small", "dot", "direct", "gemm", "im2col", "blocked")
 
 
-cdef Path choose_path(Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t cout,
-                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
+cdef Path choose_path(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape, const Py_ssize_t* out_shape,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups) noexcept nogil:
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t itemsize):
+    cdef Py_ssize_t n = x_shape[0], h = x_shape[2], wd = x_shape[3], cout = w_shape[0], cig = w_shape[1]
+    cdef Py_ssize_t kh = w_shape[2], kw = w_shape[3], oh_n = out_shape[2], ow_n = out_shape[3]
+    if small_enough(n, groups, cig, cout // groups, kh * kw, oh_n * ow_n, oh_n * ow_n, itemsize):
+        return PATH_SMALL
     if (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
             and oh_n == h and ow_n == wd):
         return PATH_GEMM
+    if (cig * kh * kw > BLOCKED_MAX_K
+            and dot_fits(n, groups, cig, cout // groups, kh * kw, oh_n * ow_n, itemsize)):
+        return PATH_DOT
     cdef Py_ssize_t max_cog = DIRECT_MAX_COG if sh == 1 and sw == 1 else DIRECT_MAX_COG_STRIDED
     if (kh * kw > 1 and cout // groups <= max_cog
             and (kh - 1) * dh < DIRECT_MAX_EXTENT and (kw - 1) * dw < DIRECT_MAX_EXTENT
@@ -215,13 +222,6 @@ cdef Path choose_path(Py_ssize_t cig, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t co
     return PATH_IM2COL
 
 
-cdef bint is_small(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape, const Py_ssize_t* out_shape,
-                   Py_ssize_t groups, Py_ssize_t itemsize):
-    cdef Py_ssize_t out_pixels = out_shape[2] * out_shape[3]
-    return small_enough(x_shape[0], groups, w_shape[1], w_shape[0] // groups, w_shape[2] * w_shape[3],
-                        out_pixels, out_pixels, itemsize)
-
-
 def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups, itemsize):
     """Name of the path conv2d takes for these shapes and arguments (for tests and benchmarks)."""
     cdef Py_ssize_t xs[4]
@@ -229,26 +229,17 @@ def _path_for(x_shape, w_shape, out_shape, sh, sw, ph, pw, dh, dw, groups, items
     cdef Py_ssize_t os[4]
     for i in range(4):
         xs[i], ws[i], os[i] = x_shape[i], w_shape[i], out_shape[i]
-    if is_small(xs, ws, os, groups, itemsize):
-        return "small"
-    cdef Path path = choose_path(w_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2], w_shape[3],
-                                 out_shape[2], out_shape[3], sh, sw, ph, pw, dh, dw, groups)
-    if path != PATH_GEMM and dot_fits(x_shape[0], groups, w_shape[1], w_shape[0] // groups,
-                                      w_shape[2] * w_shape[3], out_shape[2] * out_shape[3], itemsize):
-        return "dot"
-    return PATH_NAMES[path]
+    return PATH_NAMES[choose_path(xs, ws, os, sh, sw, ph, pw, dh, dw, groups, itemsize)]
 
 
 def conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
            const floating[::1] bias, floating[:, :, :, ::1] out,
            int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads):
-    if is_small(x.shape, w.shape, out.shape, groups, sizeof(floating)):
+    cdef Path path = choose_path(x.shape, w.shape, out.shape, sh, sw, ph, pw, dh, dw, groups, sizeof(floating))
+    if path == PATH_SMALL:
         conv2d_small(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, False)
         return
-    cdef Path path = choose_path(w.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
-                                 out.shape[2], out.shape[3], sh, sw, ph, pw, dh, dw, groups)
-    if path != PATH_GEMM and dot_fits(x.shape[0], groups, w.shape[1], w.shape[0] // groups,
-                                      w.shape[2] * w.shape[3], out.shape[2] * out.shape[3], sizeof(floating)):
+    if path == PATH_DOT:
         conv2d_dot(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups, num_threads)
         return
     if path == PATH_DIRECT:

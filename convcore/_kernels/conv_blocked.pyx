@@ -50,7 +50,7 @@ cdef enum:
     IM2COL_MIN_ROWS = 128
 MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
-# reduction chunk of the packed GEMM (convcore._kernels._microkernel): KC x NR column panels
+# reduction chunk of the panel GEMM (convcore._kernels._microkernel): KC x NR column panels
 KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
 
 

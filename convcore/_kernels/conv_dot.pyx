@@ -94,9 +94,9 @@ cdef enum:
     # place: float32 3x3 over 512 channels on 7x7 1.45 vs 1.67 ms, over 1024 channels on 10x10
     # 2.85 vs 3.32, on 4x4 0.45 vs 0.49; from K = 576 to 2304 (the blocked path's range) they
     # win (1.6x), as they do in float64 (0.9-1.0x here) and at 196 pixels. A 1x1 stride-1 conv
-    # (no gather: the input is the column matrix) stays on "gemm".
+    # (no gather: the input is the column matrix) stays on "gemm". conv2d asks dot_fits only for
+    # reductions past its BLOCKED_MAX_K.
     DOT_MAX_PIXELS = 128
-    DOT_MIN_K = 4097  # past conv's BLOCKED_MAX_K
     DOT_MAX_COLS = 4194304   # bytes of transposed columns for the whole call
     DK_BYTES = 262144        # one reduction chunk of every pixel's columns: a quarter of L2
     ITEM_ROWS = 16           # output channels per work item (16-64 measured alike)
@@ -120,10 +120,10 @@ cdef inline Py_ssize_t vl_of(floating dummy) noexcept nogil:
 
 cpdef bint dot_fits(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t kk,
                     Py_ssize_t out_pixels, Py_ssize_t itemsize) noexcept nogil:
-    """Whether conv2d takes this path: float32, few pixels per group, a very long reduction,
-    columns bounded."""
+    """Whether conv2d takes this path for a reduction past BLOCKED_MAX_K: float32, few pixels per
+    group, columns bounded."""
     cdef Py_ssize_t k = cig * kk, vl = CCB_VBYTES // itemsize
-    return (itemsize == 4 and n * out_pixels <= _max_pixels and k >= DOT_MIN_K and cog >= CCD_DR
+    return (itemsize == 4 and n * out_pixels <= _max_pixels and cog >= CCD_DR
             and groups * n * out_pixels * ceil_div(k, vl) * vl * itemsize <= DOT_MAX_COLS)
 
 
