@@ -7,7 +7,9 @@
 # end zero, so that a block's weights are one stream (the sub-pixel kernel reorders its weights
 # into phase matrices anyway, and its deep GEMMs ran 3-5% slower on the other layout), or in
 # place as the rows of a row-major matrix (conv2d's weight tensor: a packed copy per call was
-# 12-18% of batch-1 and small-plane layers). Every result element is
+# 12-18% of batch-1 and small-plane layers). A transposed block (pixel_gemm) swaps the roles:
+# MR pixels broadcast from the source, NR output channels of packed weights in vectors, for
+# narrow rows or long reductions with many output channels. Every result element is
 # init + a[0]*b[0] + ... + a[K-1]*b[K-1] in that order, whatever the blocking, tile or thread, so
 # the results are bitwise identical for any num_threads.
 from cython cimport floating
@@ -211,6 +213,83 @@ cdef extern from *:
             }                                                                                 \\
         }                                                                                     \\
     }
+    /* The transposed block, for GEMMs whose rows (output channels) fill vectors and whose
+       pixels are few per row: MR pixels, broadcast from src + qoff[r] + koff[k] (the source read
+       in place, no column gather and no lanes on padding columns), times NV vectors of output
+       channels packed per k (wp[k*NR + j], NR channels, zero past the end); each result stored
+       where it belongs, out[lo[j] + oo[r]] for r < mr, j < nr (lane and pixel offsets: a
+       strided output takes no separate pass). The result is lb[j] + x[0]*w[0] + ... in k order
+       when init (lb then holds NR readable lanes), else 0 + x[0]*w[0] + ... + lb[j]: as in
+       CCB_BLOCK, so both blocks give equal bits for the same values. */
+    #define CCX_ROWS(T, SUF, NAME, NVEC)                                                      \\
+    static inline void ccx_rows##NAME##_##SUF(ptrdiff_t k_n, const T* wp, const T* src,       \\
+                                              const ptrdiff_t* koff, const ptrdiff_t* qoff,   \\
+                                              const ptrdiff_t* oo, T* out, const ptrdiff_t* lo, \\
+                                              const T* lb, int init, int mr, int nr) {        \\
+        enum { VL = CCB_VBYTES / sizeof(T), NV = NVEC, NR = CCB_NV * VL };                    \\
+        typedef ccb_v_##SUF V;                                                                \\
+        const T* p[CCB_MR];                                                                   \\
+        V a0[CCB_MR], a1[CCB_MR];                                                             \\
+        T tmp[CCB_MR][NV * VL];                                                               \\
+        V b0 = init ? *(const V*)lb : (V){0};                                                 \\
+        V b1 = init && NV > 1 ? *(const V*)(lb + VL) : (V){0};                                \\
+        _Pragma("GCC unroll 16") for (int r = 0; r < CCB_MR; r++) {                           \\
+            p[r] = src + qoff[r < mr ? r : mr - 1];  /* rows past mr: results dropped */     \\
+            a0[r] = b0;                                                                       \\
+            a1[r] = b1;                                                                       \\
+        }                                                                                     \\
+        for (ptrdiff_t k = 0; k < k_n; k++) {                                                 \\
+            V c0 = *(const V*)(wp + k * NR);                                                  \\
+            V c1 = NV > 1 ? *(const V*)(wp + k * NR + VL) : c0;                               \\
+            ptrdiff_t o = koff[k];                                                            \\
+            _Pragma("GCC unroll 16") for (int r = 0; r < CCB_MR; r++) {                       \\
+                T xv = p[r][o];                                                               \\
+                a0[r] += c0 * xv;                                                             \\
+                if (NV > 1)                                                                   \\
+                    a1[r] += c1 * xv;                                                         \\
+            }                                                                                 \\
+        }                                                                                     \\
+        _Pragma("GCC unroll 16") for (int r = 0; r < CCB_MR; r++) {                           \\
+            *(V*)tmp[r] = a0[r];                                                              \\
+            if (NV > 1)                                                                       \\
+                *(V*)(tmp[r] + VL) = a1[r];                                                   \\
+        }                                                                                     \\
+        /* rows past mr computed row mr - 1's pixel: storing them there again writes the same \\
+           values, and the stores run unrolled */                                             \\
+        ptrdiff_t oq[CCB_MR];                                                                 \\
+        for (int r = 0; r < CCB_MR; r++)                                                      \\
+            oq[r] = oo[r < mr ? r : mr - 1];                                                  \\
+        for (int j = 0; j < nr; j++) {                                                        \\
+            T* o = out + lo[j];                                                               \\
+            if (init) {                                                                       \\
+                _Pragma("GCC unroll 16") for (int r = 0; r < CCB_MR; r++)                     \\
+                    o[oq[r]] = tmp[r][j];                                                     \\
+            } else {                                                                          \\
+                _Pragma("GCC unroll 16") for (int r = 0; r < CCB_MR; r++)                     \\
+                    o[oq[r]] = tmp[r][j] + lb[j];                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    /* out[lo[j] + oo[q]] = lb[j] + sum_k A[j, k] * src[qoff[q] + koff[k]], j < m, q < p (lb
+       first when init): A packed per block of NR rows as (K, NR). Row blocks outer: a block's
+       K x NR weights stay in L2 while every pixel block reads them. */
+    #define CCX_GEMM(T, SUF)                                                                  \\
+    static void ccx_gemm_##SUF(ptrdiff_t m, ptrdiff_t p, ptrdiff_t K, const T* wp, const T* src, \\
+                               const ptrdiff_t* koff, const ptrdiff_t* qoff, const ptrdiff_t* oo, \\
+                               T* out, const ptrdiff_t* lo, const T* lb, int init) {          \\
+        enum { VL = CCB_VBYTES / sizeof(T), NR = CCB_NV * VL };                               \\
+        for (ptrdiff_t j0 = 0; j0 < m; j0 += NR) {                                            \\
+            int nr = m - j0 < NR ? (int)(m - j0) : NR;                                        \\
+            for (ptrdiff_t q0 = 0; q0 < p; q0 += CCB_MR) {                                    \\
+                int mr = p - q0 < CCB_MR ? (int)(p - q0) : CCB_MR;                            \\
+                if (nr <= VL)                                                                 \\
+                    ccx_rowsh_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0, lb + j0, init, mr, nr); \\
+                else                                                                          \\
+                    ccx_rows_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0, lb + j0, init, mr, nr); \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    #define CCX_DEF(T, SUF) CCX_ROWS(T, SUF, , CCB_NV) CCX_ROWS(T, SUF, h, 1) CCX_GEMM(T, SUF)
     /* two levels, so that CCB_MR is expanded before it is pasted into a name */
     #define CCB_CALL_GATHER_P_f(RB) CCB_CALL_GATHER_(RB, P, f)
     #define CCB_CALL_GATHER_P_d(RB) CCB_CALL_GATHER_(RB, P, d)
@@ -235,6 +314,8 @@ cdef extern from *:
     #define CCB_VL_d (CCB_VBYTES / 8)
     CCB_TILE(float, f)
     CCB_TILE(double, d)
+    CCX_DEF(float, f)
+    CCX_DEF(double, d)
     /* An 8 x 16 float block transposed by three rounds of two-source shuffles (24 vpermt2ps):
        dst[kk*8 + r] = a[r*lda + kk], kk < 16. Packing one element at a time was 5-8% of a
        batch-1 3x3 conv over 256 channels. */
@@ -293,6 +374,12 @@ cdef extern from *:
     void ccp_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* wp, Py_ssize_t ldw, const double* bias,
                     const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc, double* panel) noexcept nogil
     void ccb_pack16_f(const float* a, Py_ssize_t lda, float* dst) noexcept nogil
+    void ccx_gemm_f(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const float* wp, const float* src,
+                    const Py_ssize_t* koff, const Py_ssize_t* qoff, const Py_ssize_t* oo, float* out,
+                    const Py_ssize_t* lo, const float* lb, int init) noexcept nogil
+    void ccx_gemm_d(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const double* wp, const double* src,
+                    const Py_ssize_t* koff, const Py_ssize_t* qoff, const Py_ssize_t* oo, double* out,
+                    const Py_ssize_t* lo, const double* lb, int init) noexcept nogil
 
 
 cdef inline Py_ssize_t nr_of(floating dummy) noexcept nogil:
@@ -370,3 +457,17 @@ cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_
                 for i in range(kk, k1):
                     dst[i * CCB_MR + r] = 0
         kk = k1
+
+
+cdef inline void pixel_gemm(Py_ssize_t m, Py_ssize_t p, Py_ssize_t k, const floating* wp, const floating* src,
+                            const Py_ssize_t* koff, const Py_ssize_t* qoff, const Py_ssize_t* oo,
+                            floating* out, const Py_ssize_t* lo, const floating* lb, bint init) noexcept nogil:
+    """out[lo[j] + oo[q]] = sum_kk A[j, kk] * src[qoff[q] + koff[kk]] + lb[j] for j < m, q < p,
+    lb[j] the first term when init (lb then readable up to whole blocks of NR), else the last:
+    the pixels are the micro-kernel's broadcast rows, read in place, and A (packed per block of
+    NR rows as (k, NR), rows past m zero) its vector columns. Equal bits to gather_gemm and
+    panel_gemm with the bias as init (init) or added to their results (not init)."""
+    if floating is float:
+        ccx_gemm_f(m, p, k, wp, src, koff, qoff, oo, out, lo, lb, init)
+    else:
+        ccx_gemm_d(m, p, k, wp, src, koff, qoff, oo, out, lo, lb, init)

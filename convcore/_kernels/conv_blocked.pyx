@@ -14,7 +14,11 @@ sources, both sized to stay in L2:
   pitch = OW + (KW-1)*dw//sw: the lanes of the columns past OW are computed into a
   scratch accumulator and dropped when its rows are copied out (stored straight into
   ``out`` when there are none). It copies about sh*sw input values per output, so it is
-  used when sh*sw <= KH*KW and there are enough output rows to spread over threads.
+  used when sh*sw <= KH*KW and there are enough output rows to spread over threads. Where
+  the output channels fill NR-wide vectors and K >= 256 ("block pixels"), pixel_gemm reads
+  it instead: MR pixels broadcast per register block, NR channels of weights packed per call
+  in vectors, so no lanes are spent on the columns past OW and each result is stored in
+  place (a 3x3 conv over 64 channels on 56x56: 1.06x).
 * "im2col": a work item is (image, group, tile of consecutive output pixels; a block of
   output channels too when the tiles alone give too few items) and the source its (K, tile)
   im2col block; for large strides (it gathers only what is read) and for few, long rows (1-D
@@ -23,7 +27,8 @@ sources, both sized to stay in L2:
 Every output element is bias + w[0]*src[0] + ... + w[K-1]*src[K-1] in that order, whatever
 the source, tile or thread count, so results are bitwise identical for any num_threads and
 between the two sources. No product is skipped (0 * Inf and 0 * NaN stay NaN; padding is
-read as stored zeros). Scratch per thread: the source, plus MR accumulator rows in "block".
+read as stored zeros). Scratch per thread: the source, plus MR accumulator rows in "block";
+"block pixels" packs the weights once per call (Cout x K).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -33,7 +38,7 @@ from libc.string cimport memcpy, memset
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
-from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm
+from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pixel_gemm
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the weights it reads
@@ -48,10 +53,34 @@ cdef enum:
     # each block redoes its tile's im2col block (3x3 over 256 channels on 14x14 planes: blocks of
     # 64 or 128 channels 1.56 ms, one item 1.78)
     IM2COL_MIN_ROWS = 128
+    # pixel_gemm (block pixels) stores each result by itself, about 16 / K of its FMAs: reductions
+    # of at least this
+    PIXEL_MIN_K = 256
+    SOURCE_AUTO = 0
+    SOURCE_IM2COL = 1
+    SOURCE_BLOCK = 2
+    SOURCE_PIXELS = 3
+SOURCES = ("auto", "im2col", "block", "block pixels")
 MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
 # reduction chunk of the panel GEMM (convcore._kernels._microkernel): KC x NR column panels
 KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
+
+
+cdef void pack_block(const floating* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t k, Py_ssize_t nr,
+                     floating* dst) noexcept nogil:
+    """dst[kk*nr + j] = a[j*lda + kk] for j < rows (0 for rows <= j < nr), kk < k: rows of a
+    row-major matrix as pixel_gemm's (K, NR) block, in chunks of 64 columns that stay in L1."""
+    cdef Py_ssize_t k0, k1, j, kk
+    for k0 in range(0, k, 64):
+        k1 = min(k0 + 64, k)
+        for j in range(nr):
+            if j < rows:
+                for kk in range(k0, k1):
+                    dst[kk * nr + j] = a[j * lda + kk]
+            else:
+                for kk in range(k0, k1):
+                    dst[kk * nr + j] = 0
 
 
 cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
@@ -84,10 +113,20 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     return rt if rt < oh_n else oh_n
 
 
+cdef bint pixels_fit(Py_ssize_t cog, Py_ssize_t k, Py_ssize_t nr) noexcept nogil:
+    """Whether pixel_gemm reads the block better than gather_gemm: the output channels fill its
+    NR-wide blocks (at most a quarter idle), and the reduction pays for its result stores."""
+    return 4 * cog >= 3 * ceil_div(cog, nr) * nr and k >= PIXEL_MIN_K
+
+
 def _mode_for(x_shape, w_shape, out_shape, sh, sw, dh, dw, groups, itemsize):
-    """"block" (phase-split input block) or "im2col": the source the blocked path reads (tests)."""
-    return "block" if block_rows(w_shape[1], out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw,
-                                 dh, dw, x_shape[0] * groups, itemsize) else "im2col"
+    """"block" (phase-split input block read by gather_gemm), "block pixels" (read by pixel_gemm)
+    or "im2col": the source the blocked path reads (tests)."""
+    if not block_rows(w_shape[1], out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw, dh, dw,
+                      x_shape[0] * groups, itemsize):
+        return "im2col"
+    nr = CCB_NR_F if itemsize == 4 else CCB_NR_D
+    return "block pixels" if pixels_fit(w_shape[0] // groups, w_shape[1] * w_shape[2] * w_shape[3], nr) else "block"
 
 
 cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
@@ -95,22 +134,30 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                              Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
                              Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                              Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads,
-                             bint force_im2col) except -1:
+                             int source) except -1:
+    """The source read: SOURCE_IM2COL, _BLOCK or _PIXELS."""
     cdef Py_ssize_t cig = cin // groups, cog = cout // groups
     cdef Py_ssize_t k = cig * kh * kw, ohw = oh_n * ow_n, hw = h * wd
     cdef Py_ssize_t mr_n = CCB_MR
     cdef Py_ssize_t nr_n = CCB_NR_F if floating is float else CCB_NR_D
     cdef Py_ssize_t ncb = ceil_div(cog, mr_n)
-    cdef Py_ssize_t rt = 0 if force_im2col else block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw, n * groups,
-                                                           sizeof(floating))
+    cdef Py_ssize_t rt = 0 if source == SOURCE_IM2COL else block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw,
+                                                                      n * groups, sizeof(floating))
+    cdef bint pix = rt > 0 and (source == SOURCE_PIXELS or (source == SOURCE_AUTO and pixels_fit(cog, k, nr_n)))
+    cdef Py_ssize_t mp = ceil_div(cog, nr_n) * nr_n
+    cdef floating* wpk = NULL  # pix: the weights packed per block of NR channels as (K, NR), and
+    cdef floating* bpad = NULL  # the bias (or 0), groups blocks of mp
+    cdef Py_ssize_t* poff = NULL  # pix: per tile pixel, where the block holds it and where its output lies,
+    cdef Py_ssize_t* lo = NULL    # and per channel its output plane
     cdef Py_ssize_t pt = 0, ntiles, src_len, acc_len = 0, ry_n = 0, wpitch = 0, ldc = 0
-    cdef Py_ssize_t ci, i, j
+    cdef Py_ssize_t ci, i, j, q, g
     if rt:
         # item: rt output rows; pixel q = r*wpitch + c of the accumulator, c >= ow_n discarded
         wpitch = ow_n + (kw - 1) * dw // sw
         ry_n = rt + (kh - 1) * dh // sh
         ntiles = ceil_div(oh_n, rt)
-        acc_len = ceil_div(rt * wpitch, nr_n) * nr_n
+        # pixel_gemm stores its results in place; gather_gemm's lanes past OW need accumulator rows
+        acc_len = 0 if pix else ceil_div(rt * wpitch, nr_n) * nr_n
         # the last pixel block reads up to NR lanes and a row of taps past the block
         src_len = cig * sh * sw * ry_n * wpitch + wpitch + nr_n
     else:
@@ -134,11 +181,31 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
     # no calloc: zeroing before the threads start was 18% of a batch-1 3x3 conv over 256 channels
     cdef floating* scratch = <floating*>malloc(nt * scratch_len * sizeof(floating))
     cdef Py_ssize_t* koff = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
-    if scratch == NULL or koff == NULL:
+    if pix:
+        wpk = <floating*>malloc(groups * mp * k * sizeof(floating))
+        bpad = <floating*>malloc(groups * mp * sizeof(floating))
+        poff = <Py_ssize_t*>malloc(2 * rt * ow_n * sizeof(Py_ssize_t))
+        lo = <Py_ssize_t*>malloc(mp * sizeof(Py_ssize_t))
+    if scratch == NULL or koff == NULL or (pix and (wpk == NULL or bpad == NULL or poff == NULL or lo == NULL)):
         free(scratch)
         free(koff)
+        free(wpk)
+        free(bpad)
+        free(poff)
+        free(lo)
         raise MemoryError("cannot allocate the kernel's scratch memory")
-    cdef Py_ssize_t kk, g, cb, r
+    if pix:
+        # pixel q of a tile: block offset (row q // OW of pitch wpitch), output offset q;
+        # channel j: output plane j; the bias as the sums' first term (0 without one)
+        for q in range(rt * ow_n):
+            poff[q] = q // ow_n * wpitch + q % ow_n
+            poff[rt * ow_n + q] = q
+        for j in range(mp):
+            lo[j] = j * ohw
+        for g in range(groups):
+            for j in range(mp):
+                bpad[g * mp + j] = bias[g * cog + j] if has_bias and j < cog else 0
+    cdef Py_ssize_t kk, cb, r
     for ci in range(cig):
         for i in range(kh):
             for j in range(kw):
@@ -148,7 +215,7 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                                 + j * dw // sw)
                 else:
                     koff[kk] = kk * ldc
-    cdef Py_ssize_t item, ng, img, p0, p, q, nrow, r0, part
+    cdef Py_ssize_t item, ng, img, p0, p, nrow, r0, part
     cdef int tid
     cdef floating* src
     cdef floating* acc
@@ -163,6 +230,10 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
             # zeroed by its thread: lanes past the block's loaded rows are read (into discarded
             # results), never written
             memset(src, 0, scratch_len * sizeof(floating))
+        if pix:
+            for cb in prange(groups * (mp // nr_n), schedule="static"):
+                pack_block(w + (cb // (mp // nr_n) * cog + cb % (mp // nr_n) * nr_n) * k, k,
+                           min(nr_n, cog - cb % (mp // nr_n) * nr_n), k, nr_n, wpk + cb * nr_n * k)
         for item in prange(items, schedule="dynamic"):
             part = item % parts
             ng = item // parts // ntiles
@@ -175,7 +246,10 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                     load_phases(src + ci * sh * sw * ry_n * wpitch, x + ((img * cin + g * cig + ci) * h) * wd,
                                 h, wd, p0 * sh - ph, -pw, sh, sw, ry_n, nrow + (kh - 1) * dh // sh, wpitch)
                 dst = out + (img * cout + g * cog) * ohw + p0 * ow_n
-                if nrow == 1 or wpitch == ow_n:
+                if pix:
+                    pixel_gemm(cog, nrow * ow_n, k, wpk + g * mp * k, src, koff, poff, poff + rt * ow_n, dst, lo,
+                               bpad + g * mp, True)
+                elif nrow == 1 or wpitch == ow_n:
                     # no discarded columns between the rows: store straight into out
                     gather_gemm(cog, nrow * ow_n, k, w + g * cog * k, k, bias + g * cog if has_bias else NULL,
                                 src, koff, dst, ohw)
@@ -206,17 +280,25 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
                             out + (img * cout + g * cog + r0) * ohw + p0, ohw)
     free(scratch)
     free(koff)
-    return 0
+    free(wpk)
+    free(bpad)
+    free(poff)
+    free(lo)
+    if pix:
+        return SOURCE_PIXELS
+    return SOURCE_BLOCK if rt else SOURCE_IM2COL
 
 
 def conv2d_blocked(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] bias, floating[:, :, :, ::1] out,
                    int sh, int sw, int ph, int pw, int dh, int dw, int groups, int num_threads,
-                   bint force_im2col=False):
-    """Same arguments and contract as convcore._kernels.conv.conv2d; `force_im2col` (tests)
-    reads im2col blocks where the phase-split block would be chosen. Both sources give the
-    micro-kernel the same values in the same order, so the results are bitwise equal."""
-    conv2d_blocked_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
+                   str source="auto"):
+    """Same arguments and contract as convcore._kernels.conv.conv2d. Returns the source read,
+    "im2col", "block" or "block pixels" (tests); `source` (tests) asks for one, the block ones
+    where the phase-split block is chosen. All give the micro-kernel the same values in the same
+    order, so the results are bitwise equal."""
+    cdef int asked = SOURCES.index(source)
+    return SOURCES[conv2d_blocked_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
                         bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
                         x.shape[3], w.shape[0], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
-                        sh, sw, ph, pw, dh, dw, groups, num_threads, force_im2col)
+                        sh, sw, ph, pw, dh, dw, groups, num_threads, asked)]

@@ -8,19 +8,25 @@ scatter-add.
 
 Phases of one class pair share their source: their packed weights are stacked into one
 (members*C_out/g, C_in/g*taps) matrix, so one GEMM per tile gives all of them. The GEMMs read
-one of three sources (convcore._kernels._microkernel):
+one of four sources (convcore._kernels._microkernel):
 
 * the input plane itself, when every class reads it unshifted with one tap (kernel == stride, a
   1x1 kernel): it already is the column matrix;
 * a block: a zero-padded copy of the input rows the tile reads, per input channel, with every
-  tap a fixed offset (as in conv_blocked), for reductions up to BLOCK_MAX_K on rows at least a
-  register block wide. It copies each input value about once per item where im2col writes it
-  once per tap and phase: 3x faster on RGB output (3 channels, 4x4 kernel, stride 2);
-* im2col blocks per class pair otherwise (long reductions, narrow rows), for the packed GEMM.
+  tap a fixed offset (as in conv_blocked). Read by pixel_gemm where every class pair's output
+  channels fill its vectors (pixels are its broadcast rows: no lanes on padding columns, any
+  row width, results stored straight into their output positions): DCGAN's 8x8 planes 1.23x
+  faster than im2col. Else by gather_gemm (pixels are its vector lanes) for reductions up to
+  BLOCK_MAX_K on rows at least a register block wide: it copies each input value about once
+  per item where im2col writes it once per tap and phase, 3x faster on RGB output (3
+  channels, 4x4 kernel, stride 2);
+* im2col blocks per class pair otherwise (few channels with long reductions or narrow rows),
+  for the packed GEMM.
 
-All three give the micro-kernel the same values in the same order, so the results do not depend
-on the source. A permuted write adds the bias and puts every result in its strided output
-position; each output element is written exactly once (phases without taps get the bias).
+All give the micro-kernel the same values in the same order, so the results do not depend on
+the source. A permuted write (pixel_gemm: its stores) adds the bias and puts every result in
+its strided output position; each output element is written exactly once (phases without taps
+get the bias).
 
 A work item is (group, tile of consecutive pixels of the phase grid (image, qy, qx), y class,
 block of output channels). With im2col, tiles span images when an image has few pixels per
@@ -34,7 +40,7 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, panel_gemm, padded_rows, panel_len
+from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, panel_gemm, panel_len, pixel_gemm
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -133,6 +139,13 @@ cdef struct Geometry:
     # rows of `pitch` columns per input channel, column c holding input column c_lo + c
     Py_ssize_t pitch, c_lo, brows, blk_len, k_max
     Py_ssize_t* koff         # per pair, k_max offsets of its taps (ci, ty, tx) in the block
+    bint pixel_rows          # the block source read by pixel_gemm (pixels broadcast) ...
+    Py_ssize_t bh            # ... whose packed weights come in blocks of NR rows, else MR
+
+
+cdef inline Py_ssize_t padded(Py_ssize_t m, Py_ssize_t bh) noexcept nogil:
+    """Rows of a packed weight matrix of m rows: whole blocks of bh."""
+    return ceil_div(m, bh) * bh
 
 
 cdef inline bint pair_direct(const Axis* ay, const Axis* ax, Py_ssize_t cy, Py_ssize_t cx,
@@ -146,6 +159,15 @@ cdef enum:
     NARROW = 16  # row segments up to this many pixels are gathered by one select loop
     PACK_CI = 16  # input channels per packing task: the packed rows they fill stay in L2
     PACK_MAX_KK = 256  # kernel taps up to which pack_by_channel transposes through a stack buffer
+    MAX_BH = 32  # the most rows of a packed weight block (NR float32 with AVX-512)
+    SOURCE_AUTO = 0
+    SOURCE_IM2COL = 1
+    SOURCE_BLOCK = 2
+    SOURCE_PIXEL_ROWS = 3
+    PIXEL_W_BYTES = 512 * 1024  # one block of NR rows of weights (K x NR) for pixel_gemm, at most
+    PIXEL_MIN_K = 256  # mean reduction of the class pairs for pixel_gemm at least
+
+SOURCES = ("auto", "im2col", "block", "pixel rows")
 
 
 cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis* ax,
@@ -154,10 +176,12 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
     """Input channels c0..c1-1 of group g's packed weights. Class pair pr holds, per group, a
     (cog*members, cig*Ty*Tx) matrix: row (co, member), column (ci, ty, tx), value
     w[g*cig + ci, co, k0y + ty*ksy, k0x + tx*ksx], packed for panel_gemm (rows past the end
-    zero). Rows co-major, so that a block of output channels is a block of rows."""
+    zero), in blocks of ge.bh rows. Rows co-major, so that a block of output channels is a
+    block of rows."""
     cdef Py_ssize_t kk = ge.kh * ge.kw, pr, cy, cx, ty_n, tx_n, nmx, nmem, kdim, tt, m, rb, nr, r
     cdef Py_ssize_t row, co, mem, ci, ty, tx, t, dy = ay.ks * ge.kw, dx = ax.ks, cstep = ge.cog * kk
-    cdef Py_ssize_t roff[16]  # >= CCB_MR: where each row of a block reads its (co, member) kernel tap
+    cdef Py_ssize_t roff[MAX_BH]  # where each row of a block reads its (co, member) kernel tap
+    cdef Py_ssize_t bh = ge.bh
     cdef floating* dst
     for pr in range(ge.npairs):
         cy = pr // ax.ncls
@@ -171,24 +195,24 @@ cdef void pack_block(const floating* w, floating* wp, const Axis* ay, const Axis
         m = nmem * ge.cog
         # one packed row block at a time: its columns c0*tt .. c1*tt - 1 are one stretch of
         # memory, written front to back, and its rows read neighbouring output channels
-        for rb in range(ceil_div(m, CCB_MR) if kdim else 0):
-            nr = min(CCB_MR, m - rb * CCB_MR)
+        for rb in range(ceil_div(m, bh) if kdim else 0):
+            nr = min(bh, m - rb * bh)
             for r in range(nr):
-                row = rb * CCB_MR + r
+                row = rb * bh + r
                 co = row // nmem
                 mem = row - co * nmem
                 roff[r] = ((g * ge.cig * ge.cog + co) * kk + ay.k0[ay.first[cy] + mem // nmx] * ge.kw
                            + ax.k0[ax.first[cx] + mem % nmx])
-            dst = wp + woff[pr] + g * padded_rows(m) * kdim + (rb * kdim + c0 * tt) * CCB_MR
+            dst = wp + woff[pr] + g * padded(m, bh) * kdim + (rb * kdim + c0 * tt) * bh
             for ci in range(c0, c1):
                 for ty in range(ty_n):
                     for tx in range(tx_n):
                         t = ci * cstep + ty * dy + tx * dx
                         for r in range(nr):
                             dst[r] = w[roff[r] + t]
-                        for r in range(nr, CCB_MR):  # rows past the end of the last block
+                        for r in range(nr, bh):  # rows past the end of the last block
                             dst[r] = 0
-                        dst = dst + CCB_MR
+                        dst = dst + bh
 
 
 cdef bint single_members(const Axis* ay, const Axis* ax) noexcept nogil:
@@ -210,26 +234,36 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
     (input channel, block of MR output channels) reads its MR*KH*KW weights once, transposed into
     a stack buffer, and every class pair copies its taps' MR-vectors from there. (pack_block's
     pair-by-pair gathers re-read the same lines once per pair: 41% of a batch-1 vocoder layer.)"""
-    cdef Py_ssize_t kk = ge.kh * ge.kw, mp = padded_rows(ge.cog), rb, ci, pr, cy, cx, ty, tx, tt, kdim, ky
-    cdef floating tmp[PACK_MAX_KK * 16]  # kernel tap kp of row r at kp*MR + r (MR <= 16)
+    cdef Py_ssize_t kk = ge.kh * ge.kw, bh = ge.bh, mp = padded(ge.cog, bh), rb, ci, pr, cy, cx, ty, tx, tt
+    cdef Py_ssize_t kdim, ky, nr, r, kp
+    cdef floating tmp[PACK_MAX_KK * MAX_BH]  # kernel tap kp of row r at kp*bh + r
     cdef floating* dst
-    for rb in range(ceil_div(ge.cog, CCB_MR)):
+    cdef const floating* src
+    for rb in range(ceil_div(ge.cog, bh)):
+        nr = min(bh, ge.cog - rb * bh)
         for ci in range(c0, c1):
-            # the block's MR output channels are MR consecutive rows of KH*KW weights
-            pack_rows(w + ((g * ge.cig + ci) * ge.cog + rb * CCB_MR) * kk, kk, min(CCB_MR, ge.cog - rb * CCB_MR),
-                      kk, tmp)
+            # the block's bh output channels are bh consecutive rows of KH*KW weights
+            src = w + ((g * ge.cig + ci) * ge.cog + rb * bh) * kk
+            if bh == CCB_MR:
+                pack_rows(src, kk, nr, kk, tmp)
+            else:
+                for kp in range(kk):
+                    for r in range(nr):
+                        tmp[kp * bh + r] = src[r * kk + kp]
+                    for r in range(nr, bh):
+                        tmp[kp * bh + r] = 0
             for pr in range(ge.npairs):
                 cy = pr // ax.ncls
                 cx = pr - cy * ax.ncls
                 tt = ay.taps[cy] * ax.taps[cx]
                 kdim = ge.cig * tt
-                dst = wp + woff[pr] + g * mp * kdim + (rb * kdim + ci * tt) * CCB_MR
+                dst = wp + woff[pr] + g * mp * kdim + (rb * kdim + ci * tt) * bh
                 for ty in range(ay.taps[cy]):
                     ky = ay.k0[ay.first[cy]] + ty * ay.ks
                     for tx in range(ax.taps[cx]):
-                        memcpy(dst, tmp + (ky * ge.kw + ax.k0[ax.first[cx]] + tx * ax.ks) * CCB_MR,
-                               CCB_MR * sizeof(floating))
-                        dst = dst + CCB_MR
+                        memcpy(dst, tmp + (ky * ge.kw + ax.k0[ax.first[cx]] + tx * ax.ks) * bh,
+                               bh * sizeof(floating))
+                        dst = dst + bh
 
 
 cdef Py_ssize_t segments(const Axis* ay, Py_ssize_t cy, const Geometry* ge, Py_ssize_t v0,
@@ -400,20 +434,67 @@ cdef void load_block(const floating* x, const Axis* ay, Py_ssize_t cy, const Geo
                 d[c] = 0
 
 
+cdef void pixel_rows_item(const floating* blk, const floating* wp, const floating* bias, floating* out,
+                          const Axis* ay, const Axis* ax, const Geometry* ge, const Py_ssize_t* woff,
+                          Py_ssize_t g, Py_ssize_t cy, Py_ssize_t co0, Py_ssize_t co1, const Py_ssize_t* seg,
+                          Py_ssize_t ns, Py_ssize_t* qoff, Py_ssize_t* oo, Py_ssize_t* lo,
+                          floating* lb) noexcept nogil:
+    """An item of the block source `blk` read by pixel_gemm: its results go straight to their
+    output positions with the bias added (write_out's values, without its pass); phases without
+    taps get the bias. qoff, oo: room for the tile's pixels; lo, lb: for its GEMM rows."""
+    cdef Py_ssize_t fy = ay.first[cy], nmy = ay.first[cy + 1] - ay.first[cy], plane = ge.oh_n * ge.ow_n
+    cdef Py_ssize_t cx, fx, nmx, nmem, kdim, np_, i, qx, qn, m, j, co, mem, base
+    cdef floating b
+    cdef floating* row
+    for cx in range(ax.ncls):
+        fx = ax.first[cx]
+        nmx = ax.first[cx + 1] - fx
+        nmem = nmy * nmx
+        kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
+        # pixels (segment i = grid row qy of image img, column qx): where the block holds them
+        # and where their output (phase (0, 0), channel 0) lies
+        np_ = 0
+        for i in range(ns):
+            base = seg[4 * i] * ge.cout * plane + seg[4 * i + 1] * ge.sh * ge.ow_n
+            qn = clipped(seg + 4 * i, ax.q[cx])
+            for qx in range(qn):
+                qoff[np_ + qx] = i * ge.pitch + qx
+                oo[np_ + qx] = base + qx * ge.sw
+            np_ = np_ + qn
+        # GEMM rows (co, member): their output channel and phase, and bias
+        m = (co1 - co0) * nmem
+        for j in range(m):
+            co = g * ge.cog + co0 + j // nmem
+            mem = j % nmem
+            lo[j] = co * plane + ay.phase[fy + mem // nmx] * ge.ow_n + ax.phase[fx + mem % nmx]
+            lb[j] = bias[co] if ge.has_bias else 0
+        if kdim == 0:
+            for j in range(m):
+                row = out + lo[j]
+                for i in range(np_):
+                    row[oo[i]] = lb[j]
+            continue
+        pixel_gemm(m, np_, kdim, wp + woff[cy * ax.ncls + cx] + (g * padded(nmem * ge.cog, ge.bh) + co0 * nmem) * kdim,
+                   blk, ge.koff + (cy * ax.ncls + cx) * ge.k_max, qoff, oo, out, lo, lb, False)
+
+
 cdef void run_items(const floating* x, const floating* wp, const floating* bias, floating* out,
                     const Axis* ay, const Axis* ax, const Geometry* ge, const Py_ssize_t* woff,
                     floating* scratch, Py_ssize_t col_len, Py_ssize_t c_len, Py_ssize_t* segs,
-                    const floating** srcs, Py_ssize_t seg_cap, Py_ssize_t items, Py_ssize_t nseg,
+                    const floating** srcs, Py_ssize_t seg_cap, Py_ssize_t q_cap, Py_ssize_t lane_len,
+                    Py_ssize_t items, Py_ssize_t nseg,
                     Py_ssize_t seg_len, Py_ssize_t tps, Py_ssize_t tile, Py_ssize_t cob,
                     int nt) noexcept:
     cdef Py_ssize_t item, g, rest, seg, t, v0, v1, pr, cy, cx, np_, kdim, m, img, ns, i
     cdef Py_ssize_t nmb = ceil_div(ge.cog, cob), mb, co0, co1, nmem
-    cdef Py_ssize_t per_thread = col_len + ax.ncls * c_len + panel_len(<floating>0)
+    cdef Py_ssize_t per_thread = col_len + ax.ncls * c_len + panel_len(<floating>0) + lane_len
     cdef Py_ssize_t* sg
     cdef Py_ssize_t* nps
+    cdef Py_ssize_t* qoff
     cdef floating* col
     cdef floating* cbufs
     cdef floating* panel
+    cdef floating* lb
     cdef const floating* bmat
     cdef const floating* wk
     cdef Py_ssize_t ldb
@@ -422,12 +503,15 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
         # the thread's scratch: col (the block source, or the im2col block of the current x
-        # class), the GEMM results of every x class, the column panel
+        # class), the GEMM results of every x class, the column panel, pixel_gemm's lane biases;
+        # the segments, write_out's tables, pixel_gemm's pixel and lane offsets
         col = scratch + tid * per_thread
         cbufs = col + col_len
         panel = cbufs + ax.ncls * c_len
-        sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw)
+        lb = panel + panel_len(<floating>0)
+        sg = segs + tid * (seg_cap + 2 * ax.ncls + 2 * ge.sw + 2 * q_cap + lane_len)
         nps = sg + seg_cap
+        qoff = nps + 2 * ax.ncls + 2 * ge.sw
         if ge.pitch:
             # zeroed by its thread: lanes past the block source's loaded rows are read (into
             # discarded results), never written
@@ -453,6 +537,10 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
             if ge.pitch:
                 # segments are consecutive whole grid rows of one image
                 load_block(x, ay, cy, ge, g, sg[0], sg[1], ns, col)
+            if ge.pixel_rows:
+                pixel_rows_item(col, wp, bias, out, ay, ax, ge, woff, g, cy, co0, co1, sg, ns, qoff,
+                                qoff + q_cap, qoff + 2 * q_cap, lb)
+                continue
             for cx in range(ax.ncls):
                 np_ = 0
                 for i in range(ns):
@@ -463,10 +551,10 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
                 if np_ == 0 or kdim == 0:
                     continue
                 nmem = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx])
-                # rows (co, member) of channels co0..co1-1: co0 is a multiple of MR, so they
-                # start a packed row block
+                # rows (co, member) of channels co0..co1-1: co0 is a multiple of the block height,
+                # so they start a packed row block
                 m = (co1 - co0) * nmem
-                wk = wp + woff[pr] + (g * padded_rows(nmem * ge.cog) + co0 * nmem) * kdim
+                wk = wp + woff[pr] + (g * padded(nmem * ge.cog, ge.bh) + co0 * nmem) * kdim
                 if ge.pitch:
                     nps[cx] = ceil_div(ns * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
                     gather_gemm(m, ns * ge.pitch, kdim, wk, 0, NULL, col, ge.koff + pr * ge.k_max,
@@ -510,16 +598,19 @@ cdef Py_ssize_t subpixel_tile(Py_ssize_t pixels, Py_ssize_t rows, Py_ssize_t dep
 
 
 cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssize_t col_rows,
-                           Py_ssize_t c_rows, Py_ssize_t planes, Py_ssize_t itemsize) noexcept nogil:
+                           Py_ssize_t c_rows, Py_ssize_t planes, Py_ssize_t itemsize,
+                           bint gather, bint checks) noexcept nogil:
     """Grid rows per item of the block source, with ge.pitch, c_lo, brows and blk_len set; 0
-    (ge.pitch = 0) where im2col is the better source."""
+    (ge.pitch = 0) where it does not fit or (checks) where im2col is the better source for
+    gather_gemm. gather: the item's results stay in scratch too (write_out stores them), else
+    pixel_gemm stores them."""
     cdef Py_ssize_t cx, cy, c_hi = 0, ext = 0, rt, budget, pitch
     cdef Py_ssize_t nr = nr_of(<float>0) if itemsize == 4 else nr_of(<double>0)
     ge.pitch = 0
     # im2col reads long reductions faster (see conv_blocked); rows narrower than a register
     # block would leave most lanes of the micro-kernel idle; with only direct pairs (kernel ==
     # stride) there is nothing to gather
-    if col_rows == 0 or ge.k_max > BLOCK_MAX_K or ge.qxm < nr:
+    if col_rows == 0 or (checks and (ge.k_max > BLOCK_MAX_K or ge.qxm < nr)):
         return 0
     ge.c_lo = ge.wd
     for cx in range(ax.ncls):
@@ -532,7 +623,7 @@ cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssiz
     pitch = max(c_hi - ge.c_lo + 1, ge.qxm)
     # the block and the results of every x class in BLOCK_BYTES
     budget = BLOCK_BYTES // (pitch * itemsize) - ge.cig * ext
-    rt = budget // (ge.cig + ax.ncls * c_rows) if budget > 0 else 0
+    rt = budget // (ge.cig + (ax.ncls * c_rows if gather else 0)) if budget > 0 else 0
     rt = min(rt, ceil_div(ge.qym, ceil_div(WANT_ITEMS, planes)))
     if rt < 1:
         return 0
@@ -566,13 +657,14 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                        Py_ssize_t cout, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n,
                        Py_ssize_t ow_n, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int num_threads,
-                       bint force_im2col) except -1:
-    """1 when the block source was used, else 0."""
+                       int source) except -1:
+    """The source the GEMMs read (SOURCE_IM2COL, _BLOCK or _PIXEL_ROWS)."""
     cdef Axis ay, ax
     cdef Geometry ge
     cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
+    cdef Py_ssize_t nr = nr_of(<floating>0), q_cap = 0, lane_len = 0, k_sum = 0, k_pairs = 0
     cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len, cob
-    cdef bint grid_direct = False, direct, by_channel
+    cdef bint grid_direct = False, direct, by_channel, pixels_fit = True
     cdef Py_ssize_t* woff = NULL
     cdef floating* wp = NULL
     cdef floating* scratch = NULL
@@ -584,6 +676,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     ax.q = NULL
     ge.koff = NULL
     ge.pitch = 0
+    ge.pixel_rows = False
     try:
         if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
             raise MemoryError("cannot allocate the kernel's scratch memory")
@@ -600,6 +693,37 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         woff = <Py_ssize_t*>malloc(ge.npairs * sizeof(Py_ssize_t))
         if woff == NULL:
             raise MemoryError("cannot allocate the kernel's scratch memory")
+        for pr in range(ge.npairs):
+            cy = pr // ax.ncls
+            cx = pr - cy * ax.ncls
+            kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
+            m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+            if kdim:
+                k_max = max(k_max, kdim)
+                direct = pair_direct(&ay, &ax, cy, cx, &ge)
+                grid_direct = grid_direct or direct
+                c_rows = max(c_rows, m)
+                # pixel_gemm computes whole blocks of NR rows: at most a quarter of them idle
+                pixels_fit = pixels_fit and 4 * m >= 3 * ceil_div(m, nr) * nr
+                k_sum += kdim
+                k_pairs += 1
+                if not direct:
+                    col_rows = max(col_rows, kdim)
+        ge.k_max = k_max
+        # the block source for pixel_gemm where every class pair's output channels fill its
+        # vectors and a block of NR rows of weights fits its share of L2; else for gather_gemm
+        # where its rows fill register blocks and its reductions are short; else im2col
+        rt = 0
+        # (pixel_gemm stores each result by itself, which costs about 16 / K of its FMAs)
+        if source == SOURCE_PIXEL_ROWS or (source == SOURCE_AUTO and pixels_fit and k_sum >= PIXEL_MIN_K * k_pairs
+                                           and k_max * nr * <Py_ssize_t>sizeof(floating) <= PIXEL_W_BYTES):
+            rt = block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls, sizeof(floating), False, False)
+            ge.pixel_rows = rt > 0
+            q_cap = rt * ge.qxm
+        if not ge.pixel_rows and (source == SOURCE_AUTO or source == SOURCE_BLOCK):
+            rt = block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls, sizeof(floating),
+                            True, source == SOURCE_AUTO)
+        ge.bh = nr if ge.pixel_rows else CCB_MR
         wp_len = 0
         for pr in range(ge.npairs):
             cy = pr // ax.ncls
@@ -608,24 +732,17 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
             # pair pr packs groups blocks of (m, kdim); pairs without taps pack nothing
             woff[pr] = wp_len
-            wp_len += groups * padded_rows(m) * kdim
-            if kdim:
-                k_max = max(k_max, kdim)
-                direct = pair_direct(&ay, &ax, cy, cx, &ge)
-                grid_direct = grid_direct or direct
-                c_rows = max(c_rows, m)
-                if not direct:
-                    col_rows = max(col_rows, kdim)
-        ge.k_max = k_max
-        rt = 0 if force_im2col else block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls,
-                                               sizeof(floating))
+            wp_len += groups * padded(m, ge.bh) * kdim
         if rt:
             # block source: tiles of rt whole grid rows of one image
             nseg = n
             seg_len = ge.qym * ge.qxm
             tile = rt * ge.qxm
             col_len = ge.blk_len
-            c_len = c_rows * ceil_div(rt * ge.pitch, nr_of(<floating>0)) * nr_of(<floating>0)
+            c_len = c_rows * ceil_div(rt * ge.pitch, nr) * nr
+            if ge.pixel_rows:  # its results go straight to the output
+                c_len = 0
+                lane_len = c_rows
             ge.koff = <Py_ssize_t*>malloc(ge.npairs * k_max * sizeof(Py_ssize_t))
             if ge.koff == NULL:
                 raise MemoryError("cannot allocate the kernel's scratch memory")
@@ -644,16 +761,17 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         # output channels per item: blocks of them when the tiles give too few items (batch-1
         # layers: 2x on a 512 -> 256 channel 2x2 upsampling); a block's GEMM rows are (co, member),
         # c_rows // cog the most members of a class pair (0 when no phase has taps)
-        cob = row_block(ge.cog, items, ceil_div(MIN_ROWS, max(c_rows // ge.cog, 1)), CCB_MR)
+        cob = row_block(ge.cog, items, ceil_div(MIN_ROWS, max(c_rows // ge.cog, 1)), ge.bh)
         items = items * ceil_div(ge.cog, cob)
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
             wp = <floating*>malloc(wp_len * sizeof(floating))
-        scratch = <floating*>malloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0)) * sizeof(floating))
+        scratch = <floating*>malloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0) + lane_len)
+                                    * sizeof(floating))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and
         # offset, per x phase its output column and end
         seg_cap = 4 * (tile // ge.qxm + 2)
-        segs = <Py_ssize_t*>malloc(nt * (seg_cap + 2 * ax.ncls + 2 * sw) * sizeof(Py_ssize_t))
+        segs = <Py_ssize_t*>malloc(nt * (seg_cap + 2 * ax.ncls + 2 * sw + 2 * q_cap + lane_len) * sizeof(Py_ssize_t))
         srcs = <const floating**>malloc(nt * sw * sizeof(floating*))
         if scratch == NULL or segs == NULL or srcs == NULL or (wp_len and wp == NULL):
             raise MemoryError("cannot allocate the kernel's scratch memory")
@@ -667,7 +785,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                     pack_by_channel(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
                 else:
                     pack_block(w, wp, &ay, &ax, woff, &ge, g, c0, min(c0 + PACK_CI, ge.cig))
-        run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_len, c_len, segs, srcs, seg_cap,
+        run_items(x, wp, bias, out, &ay, &ax, &ge, woff, scratch, col_len, c_len, segs, srcs, seg_cap, q_cap, lane_len,
                   items, nseg, seg_len, tps, tile, cob, nt)
     finally:
         free(srcs)
@@ -678,19 +796,22 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         free(ge.koff)
         axis_free(&ay)
         axis_free(&ax)
-    return 1 if ge.pitch else 0
+    if ge.pixel_rows:
+        return SOURCE_PIXEL_ROWS
+    return SOURCE_BLOCK if ge.pitch else SOURCE_IM2COL
 
 
 def conv_transpose2d_subpixel(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                               const floating[::1] bias, floating[:, :, :, ::1] out,
                               int sh, int sw, int ph, int pw, int dh, int dw, int groups,
-                              int num_threads, bint force_im2col=False):
+                              int num_threads, str source="auto"):
     """conv_transpose2d's contract (any stride and dilation). Returns the source the classes'
-    GEMMs read, "block" or "im2col" (tests); `force_im2col` (tests) reads im2col blocks where
-    the block source would be chosen: both give the micro-kernel the same values in the same
-    order, so the results are bitwise equal."""
+    GEMMs read: "im2col", "block" or "pixel rows" (tests). `source` (tests) asks for one where
+    it can run (the block sources need a tap outside the direct pairs): all give the
+    micro-kernel the same values in the same order, so the results are bitwise equal."""
+    cdef int asked = SOURCES.index(source)
     cdef int used = subpixel_impl(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0] if bias.shape[0] else NULL,
                                   bias.shape[0] != 0, &out[0, 0, 0, 0], x.shape[0], x.shape[1], x.shape[2],
                                   x.shape[3], out.shape[1], w.shape[2], w.shape[3], out.shape[2], out.shape[3],
-                                  sh, sw, ph, pw, dh, dw, groups, num_threads, force_im2col)
-    return "block" if used else "im2col"
+                                  sh, sw, ph, pw, dh, dw, groups, num_threads, asked)
+    return SOURCES[used]

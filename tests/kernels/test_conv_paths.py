@@ -123,6 +123,10 @@ EDGE_CASES = {
     "block, one row per item": (((4, 4, 1, 200), (12, 2, 1, 5), (1, 100), (1, 2), (0, 2), (1, 1), 2), "blocked"),
     "block, no discarded columns": (((2, 5, 12, 13), (9, 5, 3, 1), (12, 13), (1, 1), (1, 0), (1, 1), 1), "blocked"),
     "block, row and column phases": (((3, 6, 17, 19), (10, 3, 3, 3), (9, 10), (2, 2), (1, 1), (1, 1), 2), "blocked"),
+    # output channels that fill pixel_gemm's vectors (48 = 32 + 16 in float32), K = 288
+    "block pixels": (((2, 32, 9, 11), (48, 32, 3, 3), (9, 11), (1, 1), (1, 1), (1, 1), 1), "blocked"),
+    "block pixels, strided and grouped": (((2, 64, 13, 9), (96, 32, 3, 3), (6, 4), (2, 2), (0, 1), (1, 1), 2),
+                                          "blocked"),
     # one tile: output channels split into blocks of 128 (128 + 72 and 128 + 128 + 44), each redoing
     # its tile's im2col block
     "blocked, channel blocks": (((1, 80, 6, 6), (200, 80, 3, 3), (6, 6), (1, 1), (1, 1), (1, 1), 1), "blocked"),
@@ -170,6 +174,7 @@ THREADED = {
     "blocked audio (im2col source)": ((1, 1, 1, 40000), (64, 1, 1, 10), (1, 7999), (1, 5), (0, 0), (1, 1), 1),
     "im2col": ((2, 460, 12, 12), (40, 460, 3, 3), (12, 12), (1, 1), (1, 1), (1, 1), 1),
     "blocked channel blocks": ((1, 80, 12, 12), (272, 80, 3, 3), (12, 12), (1, 1), (1, 1), (1, 1), 1),
+    "blocked pixels": ((2, 32, 20, 20), (64, 32, 3, 3), (20, 20), (1, 1), (1, 1), (1, 1), 1),
     "im2col channel blocks (tiles across images)": ((3, 460, 5, 5), (300, 460, 3, 3), (5, 5), (1, 1), (1, 1),
                                                     (1, 1), 1),
 }
@@ -279,9 +284,10 @@ def mode_of(spec, dtype):
 BLOCKED_CASES = [name for name, (_, path) in EDGE_CASES.items() if path == "blocked"]
 
 
-def test_blocked_cases_reach_both_sources():
+def test_blocked_cases_reach_every_source():
     modes = {mode_of(EDGE_CASES[name][0], np.float32) for name in BLOCKED_CASES}
-    assert modes == {"block", "im2col"}
+    assert modes == {"block", "block pixels", "im2col"}
+    assert mode_of(EDGE_CASES["block pixels, strided and grouped"][0], np.float64) == "block pixels"
     assert mode_of(THREADED["blocked"], np.float64) == "block"
     assert mode_of(THREADED["blocked audio (im2col source)"], np.float32) == "im2col"
 
@@ -289,11 +295,17 @@ def test_blocked_cases_reach_both_sources():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", BLOCKED_CASES)
 def test_blocked_sources_agree_bitwise(name, dtype):
-    """The phase-split block and im2col feed the micro-kernel the same values in the same order."""
+    """The phase-split block (read by gather_gemm or pixel_gemm) and im2col feed the micro-kernel
+    the same values in the same order."""
     spec, _ = EDGE_CASES[name]
     x, w, b = make(np.random.default_rng(14), spec, dtype)
-    np.testing.assert_array_equal(call(conv2d_blocked, spec, x, w, b),
-                                  call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b))
+    auto = call(conv2d_blocked, spec, x, w, b)
+    block_chosen = mode_of(spec, dtype) != "im2col"
+    for source in ("im2col", "block", "block pixels"):
+        used = []
+        out = call(lambda *a: used.append(conv2d_blocked(*a, source=source)), spec, x, w, b)
+        assert used == [source if block_chosen else "im2col"]
+        np.testing.assert_array_equal(out, auto, err_msg=source)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -305,7 +317,8 @@ def test_blocked_sources_agree_random(seed, dtype):
         spec = random_spec(rng, "blocked")
     x, w, b = make(rng, spec, dtype)
     out = call(conv2d_blocked, spec, x, w, b, num_threads=1 + seed % 2)
-    np.testing.assert_array_equal(out, call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b))
+    for source in ("im2col", "block", "block pixels"):
+        np.testing.assert_array_equal(out, call(lambda *a: conv2d_blocked(*a, source=source), spec, x, w, b))
     expected = conv2d_ref(x, w, b, *spec[2:])
     k = w.shape[1] * w.shape[2] * w.shape[3]
     np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))

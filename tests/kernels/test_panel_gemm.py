@@ -54,7 +54,7 @@ def test_gemm_paths_match_the_blocked_kernel_bitwise(num_threads, dtype):
     for spec in blocking_specs(dtype):
         x, w, b = make(rng, spec, dtype, bias=rng.random() < 0.8)
         got = call(conv.conv2d, spec, x, w, b, num_threads)
-        np.testing.assert_array_equal(got, call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b),
+        np.testing.assert_array_equal(got, call(lambda *a: conv2d_blocked(*a, source="im2col"), spec, x, w, b),
                                       err_msg=str(spec))
         expected = conv2d_ref(x, w, b if b.size else None, *spec[2:])
         k = w.shape[1] * w.shape[2] * w.shape[3]
@@ -79,7 +79,7 @@ def test_tiles_across_images_match_the_blocked_kernel_bitwise(tile_bytes, dtype)
         for spec in ACROSS_IMAGES:
             assert path_of(spec) in ("gemm", "im2col")
             x, w, b = make(rng, spec, dtype, bias=True)
-            want = call(lambda *a: conv2d_blocked(*a, force_im2col=True), spec, x, w, b)
+            want = call(lambda *a: conv2d_blocked(*a, source="im2col"), spec, x, w, b)
             for nt in (1, 2):
                 np.testing.assert_array_equal(call(conv.conv2d, spec, x, w, b, nt), want, err_msg=str(spec))
     finally:
@@ -113,25 +113,33 @@ def test_subpixel_past_the_reduction_chunk(name, x_shape, w_shape, stride, pad, 
 
 
 SUBPIXEL_SOURCE_CASES = {
-    # name: (x_shape, w_shape, stride, pad, dilation); the first ones take the block source
-    "RGB 4x4 s2 (3-row GEMMs)": ((2, 8, 5, 40), (8, 3, 4, 4), (2, 2), (1, 1), (1, 1)),
-    "3x3 s2, 33 channels": ((2, 6, 4, 70), (6, 33, 3, 3), (2, 2), (0, 0), (1, 1)),
-    "3x5 s(2,1) p(4,2)": ((2, 5, 6, 45), (5, 11, 3, 5), (2, 1), (4, 2), (1, 1)),
-    "1-D s8 k16 p4": ((3, 7, 1, 50), (7, 5, 1, 16), (1, 8), (0, 4), (1, 1)),
-    "stride 1, padding past the kernel": ((2, 6, 5, 40), (6, 9, 3, 3), (1, 1), (3, 3), (1, 1)),
-    "stride 1 dilated": ((1, 6, 6, 40), (6, 10, 3, 3), (1, 1), (1, 0), (2, 3)),
-    "padding past the kernel, short columns": ((1, 5, 2, 50), (5, 7, 2, 3), (3, 2), (1, 5), (1, 1)),
-    "narrow rows: im2col": ((2, 6, 5, 2), (6, 10, 3, 3), (2, 2), (1, 1), (1, 1)),
-    "long reduction: im2col": ((1, 200, 3, 40), (200, 9, 2, 2), (2, 2), (0, 0), (1, 1)),
+    # name: (x_shape, w_shape, stride, pad, dilation, the source chosen)
+    "RGB 4x4 s2 (3-row GEMMs)": ((2, 8, 5, 40), (8, 3, 4, 4), (2, 2), (1, 1), (1, 1), "block"),
+    "3x3 s2, 33 channels": ((2, 6, 4, 70), (6, 33, 3, 3), (2, 2), (0, 0), (1, 1), "block"),
+    "3x5 s(2,1) p(4,2)": ((2, 5, 6, 45), (5, 11, 3, 5), (2, 1), (4, 2), (1, 1), "block"),
+    "1-D s8 k16 p4": ((3, 7, 1, 50), (7, 5, 1, 16), (1, 8), (0, 4), (1, 1), "block"),
+    "stride 1, padding past the kernel": ((2, 6, 5, 40), (6, 9, 3, 3), (1, 1), (3, 3), (1, 1), "block"),
+    "stride 1 dilated": ((1, 6, 6, 40), (6, 10, 3, 3), (1, 1), (1, 0), (2, 3), "block"),
+    "padding past the kernel, short columns": ((1, 5, 2, 50), (5, 7, 2, 3), (3, 2), (1, 5), (1, 1), "block"),
+    "narrow rows, few channels": ((2, 6, 5, 2), (6, 10, 3, 3), (2, 2), (1, 1), (1, 1), "im2col"),
+    "long reduction, few channels": ((1, 200, 3, 40), (200, 9, 2, 2), (2, 2), (0, 0), (1, 1), "im2col"),
+    # output channels that fill vectors (48: a full block and a half-width one in float32),
+    # reductions of at least 256
+    "DCGAN-like 4x4 s2 p1": ((3, 64, 4, 5), (64, 48, 4, 4), (2, 2), (1, 1), (1, 1), "pixel rows"),
+    "long reduction, many channels": ((1, 200, 3, 40), (200, 48, 4, 4), (2, 2), (1, 1), (1, 1), "pixel rows"),
+    "4x4 s2 p0: phases sharing a class": ((2, 64, 5, 6), (64, 20, 4, 4), (2, 2), (0, 0), (1, 1), "pixel rows"),
+    "dilated": ((2, 32, 5, 6), (32, 48, 3, 3), (2, 2), (1, 1), (2, 2), "pixel rows"),
+    "batch 1, output channels split": ((1, 64, 3, 4), (64, 136, 4, 4), (2, 2), (1, 1), (1, 1), "pixel rows"),
 }
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", SUBPIXEL_SOURCE_CASES)
-def test_subpixel_block_source_matches_im2col_bitwise(name, dtype):
-    """The block source (a zero-padded input copy read at tap offsets) and the im2col columns give
-    the micro-kernel the same values in the same order: equal bits, for any thread count."""
-    x_shape, w_shape, stride, pad, dilation = SUBPIXEL_SOURCE_CASES[name]
+def test_subpixel_sources_match_bitwise(name, dtype):
+    """The block source (a zero-padded input copy read at tap offsets, by gather_gemm or by
+    pixel_gemm) and the im2col columns give the micro-kernel the same values in the same order:
+    equal bits, for any thread count."""
+    x_shape, w_shape, stride, pad, dilation, chosen = SUBPIXEL_SOURCE_CASES[name]
     rng = np.random.default_rng(43)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -139,15 +147,17 @@ def test_subpixel_block_source_matches_im2col_bitwise(name, dtype):
     out_hw = tuple((i - 1) * s - 2 * p + d * (k - 1) + 1
                    for i, s, p, d, k in zip(x_shape[2:], stride, pad, dilation, w_shape[2:]))
     runs = {}
-    for nt, force in ((1, False), (2, False), (2, True)):
+    for nt, source in ((1, "auto"), (2, "auto"), (2, "im2col"), (2, "block"), (2, "pixel rows")):
         out = np.full((x_shape[0], w_shape[1], *out_hw), np.nan, dtype)
-        source = conv_transpose2d_subpixel(x, w, b, out, *stride, *pad, *dilation, 1, nt, force_im2col=force)
-        runs[nt, force] = (source, out)
-    assert runs[2, True][0] == "im2col"
-    assert runs[2, False][0] == ("im2col" if name.endswith("im2col") else "block")
-    np.testing.assert_array_equal(runs[1, False][1], runs[2, False][1])
-    np.testing.assert_array_equal(runs[2, False][1], runs[2, True][1])
+        runs[nt, source] = (conv_transpose2d_subpixel(x, w, b, out, *stride, *pad, *dilation, 1, nt, source), out)
+    assert runs[1, "auto"][0] == runs[2, "auto"][0] == chosen
+    # kernel == stride without padding: every phase reads the input plane itself, no block
+    direct_only = w_shape[2:] == stride and pad == (0, 0)
+    for source in ("im2col", "block", "pixel rows"):
+        assert runs[2, source][0] == ("im2col" if direct_only else source)
+        np.testing.assert_array_equal(runs[2, source][1], runs[1, "auto"][1], err_msg=source)
+    np.testing.assert_array_equal(runs[1, "auto"][1], runs[2, "auto"][1])
     expected = conv_transpose2d_ref(x, w, b, out_hw, stride, pad, dilation, 1)
     k = x_shape[1] * w_shape[2] * w_shape[3]
-    np.testing.assert_allclose(runs[2, False][1], expected, rtol=0,
+    np.testing.assert_allclose(runs[2, "auto"][1], expected, rtol=0,
                                atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max()))
