@@ -35,7 +35,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._openmp cimport omp_get_thread_num
+from convcore._kernels._openmp cimport omp_get_thread_num, team_barrier
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
 from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pixel_gemm
@@ -56,6 +56,10 @@ cdef enum:
     # pixel_gemm (block pixels) stores each result by itself, about 16 / K of its FMAs: reductions
     # of at least this
     PIXEL_MIN_K = 256
+    PIXEL_W_BYTES = 512 * 1024  # a block of NR channels' weights (K x NR) for pixel_gemm, at most
+    PIXEL_MIN_ROWS = 64  # output channels per item at least, when they are split
+    PIXEL_MIN_PIXELS = 1024  # output pixels per call (all images and groups) at least
+    PIXEL_MIN_TILE = 64  # output pixels per item at least
     SOURCE_AUTO = 0
     SOURCE_IM2COL = 1
     SOURCE_BLOCK = 2
@@ -85,8 +89,10 @@ cdef void pack_block(const floating* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssiz
 
 cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t planes,
-                           Py_ssize_t itemsize) noexcept nogil:
-    """Output rows per item of the phase-split mode, or 0 where im2col is the better source."""
+                           Py_ssize_t itemsize, bint pixels) noexcept nogil:
+    """Output rows per item of the phase-split mode, or 0 where im2col is the better source
+    (pixels: for pixel_gemm, which reads long reductions in place and splits output channels
+    between items)."""
     # the block copies about stride_h*stride_w input values per output and input channel, im2col
     # writes KH*KW: with strides past the kernel most of the block would never be read
     if sh * sw > kh * kw:
@@ -94,10 +100,10 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     # with long reductions the block holds few output rows of many channels and most of its
     # tile is re-read per channel block from beyond L2: im2col tiles measured 1.4-1.5x faster
     # (3x3 over 128 channels stride 2, 512 channels on 7x7 or 9x9 images)
-    if cig * kh * kw > BLOCK_MAX_K:
+    if cig * kh * kw > BLOCK_MAX_K and not pixels:
         return 0
     # items are whole output rows: too few rows to spread over threads, im2col tiles pixels
-    if oh_n * planes < WANT_ITEMS:
+    if oh_n * planes < WANT_ITEMS and not pixels:
         return 0
     cdef Py_ssize_t wp = ow_n + (kw - 1) * dw // sw, extra = (kh - 1) * dh // sh
     cdef Py_ssize_t row_bytes = cig * sh * sw * wp * itemsize
@@ -119,14 +125,35 @@ cdef bint pixels_fit(Py_ssize_t cog, Py_ssize_t k, Py_ssize_t nr) noexcept nogil
     return 4 * cog >= 3 * ceil_div(cog, nr) * nr and k >= PIXEL_MIN_K
 
 
+cdef int choose_source(Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh,
+                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                       Py_ssize_t planes, Py_ssize_t itemsize, int asked, Py_ssize_t* rt) noexcept nogil:
+    """The source to read (asked: SOURCE_AUTO, or one that tests ask for, where it can run), and
+    in rt the phase-split block's output rows per item (0 for im2col)."""
+    cdef Py_ssize_t nr = CCB_NR_F if itemsize == 4 else CCB_NR_D, k = cig * kh * kw
+    rt[0] = 0
+    if asked == SOURCE_IM2COL:
+        return SOURCE_IM2COL
+    # pixel_gemm: output channels that fill its vectors, a block of NR channels' weights (K x NR)
+    # that stays in L2 while its pixel blocks read it, and enough pixels to pay for packing the
+    # weights (3x3 over 256 channels: 196 pixels 0.94x, 1568 pixels 1.03x)
+    if asked == SOURCE_PIXELS or (asked == SOURCE_AUTO and pixels_fit(cog, k, nr) and k * nr * itemsize <= PIXEL_W_BYTES
+                                  and planes * oh_n * ow_n >= PIXEL_MIN_PIXELS):
+        rt[0] = block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw, planes, itemsize, True)
+        # each item streams its blocks of weights once: enough pixels per item to reuse them
+        # (3x3 stride 2 over 128 channels in float64: 3 rows of 14 pixels 0.89x)
+        if rt[0] and (asked == SOURCE_PIXELS or min(rt[0], oh_n) * ow_n >= PIXEL_MIN_TILE):
+            return SOURCE_PIXELS
+    rt[0] = block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw, planes, itemsize, False)
+    return SOURCE_BLOCK if rt[0] else SOURCE_IM2COL
+
+
 def _mode_for(x_shape, w_shape, out_shape, sh, sw, dh, dw, groups, itemsize):
     """"block" (phase-split input block read by gather_gemm), "block pixels" (read by pixel_gemm)
     or "im2col": the source the blocked path reads (tests)."""
-    if not block_rows(w_shape[1], out_shape[2], out_shape[3], w_shape[2], w_shape[3], sh, sw, dh, dw,
-                      x_shape[0] * groups, itemsize):
-        return "im2col"
-    nr = CCB_NR_F if itemsize == 4 else CCB_NR_D
-    return "block pixels" if pixels_fit(w_shape[0] // groups, w_shape[1] * w_shape[2] * w_shape[3], nr) else "block"
+    cdef Py_ssize_t rt
+    return SOURCES[choose_source(w_shape[1], w_shape[0] // groups, out_shape[2], out_shape[3], w_shape[2],
+                                 w_shape[3], sh, sw, dh, dw, x_shape[0] * groups, itemsize, SOURCE_AUTO, &rt)]
 
 
 cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floating* bias, bint has_bias,
@@ -141,9 +168,9 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
     cdef Py_ssize_t mr_n = CCB_MR
     cdef Py_ssize_t nr_n = CCB_NR_F if floating is float else CCB_NR_D
     cdef Py_ssize_t ncb = ceil_div(cog, mr_n)
-    cdef Py_ssize_t rt = 0 if source == SOURCE_IM2COL else block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw,
-                                                                      n * groups, sizeof(floating))
-    cdef bint pix = rt > 0 and (source == SOURCE_PIXELS or (source == SOURCE_AUTO and pixels_fit(cog, k, nr_n)))
+    cdef Py_ssize_t rt
+    cdef bint pix = choose_source(cig, cog, oh_n, ow_n, kh, kw, sh, sw, dh, dw, n * groups, sizeof(floating),
+                                  source, &rt) == SOURCE_PIXELS
     cdef Py_ssize_t mp = ceil_div(cog, nr_n) * nr_n
     cdef floating* wpk = NULL  # pix: the weights packed per block of NR channels as (K, NR), and
     cdef floating* bpad = NULL  # the bias (or 0), groups blocks of mp
@@ -173,7 +200,11 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
         if (ldc * sizeof(floating)) % 512 == 0:
             ldc += nr_n
         src_len = k * ldc
-    cdef Py_ssize_t rows = cog if rt else row_block(cog, n * groups * ntiles, IM2COL_MIN_ROWS, CCB_MR)
+    # output channels per item: all of them for gather_gemm's block, else blocks of them when the
+    # tiles give too few items (each block redoes its tile's source)
+    cdef Py_ssize_t rows = (cog if rt and not pix else
+                            row_block(cog, n * groups * ntiles, PIXEL_MIN_ROWS if pix else IM2COL_MIN_ROWS,
+                                      nr_n if pix else CCB_MR))
     cdef Py_ssize_t parts = ceil_div(cog, rows)
     cdef Py_ssize_t items = n * groups * ntiles * parts
     cdef int nt = team_size(num_threads, items, n * cout * ohw * k)
@@ -234,21 +265,23 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
             for cb in prange(groups * (mp // nr_n), schedule="static"):
                 pack_block(w + (cb // (mp // nr_n) * cog + cb % (mp // nr_n) * nr_n) * k, k,
                            min(nr_n, cog - cb % (mp // nr_n) * nr_n), k, nr_n, wpk + cb * nr_n * k)
+            team_barrier()  # every block packed before any item reads it
         for item in prange(items, schedule="dynamic"):
             part = item % parts
             ng = item // parts // ntiles
             img = ng // groups
             g = ng - img * groups
             if rt:
-                p0 = (item - ng * ntiles) * rt  # first output row (parts == 1)
+                p0 = (item // parts - ng * ntiles) * rt  # first output row
                 nrow = oh_n - p0 if oh_n - p0 < rt else rt
                 for ci in range(cig):
                     load_phases(src + ci * sh * sw * ry_n * wpitch, x + ((img * cin + g * cig + ci) * h) * wd,
                                 h, wd, p0 * sh - ph, -pw, sh, sw, ry_n, nrow + (kh - 1) * dh // sh, wpitch)
                 dst = out + (img * cout + g * cog) * ohw + p0 * ow_n
                 if pix:
-                    pixel_gemm(cog, nrow * ow_n, k, wpk + g * mp * k, src, koff, poff, poff + rt * ow_n, dst, lo,
-                               bpad + g * mp, True)
+                    r0 = part * rows
+                    pixel_gemm(min(rows, cog - r0), nrow * ow_n, k, wpk + (g * mp + r0) * k, src, koff, poff,
+                               poff + rt * ow_n, dst + r0 * ohw, lo, bpad + g * mp + r0, True)
                 elif nrow == 1 or wpitch == ow_n:
                     # no discarded columns between the rows: store straight into out
                     gather_gemm(cog, nrow * ow_n, k, w + g * cog * k, k, bias + g * cog if has_bias else NULL,
