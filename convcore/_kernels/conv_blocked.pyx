@@ -38,7 +38,8 @@ from libc.string cimport memcpy, memset
 from convcore._kernels._openmp cimport omp_get_thread_num, team_barrier
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
-from convcore._kernels._microkernel cimport CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, gather_gemm, pixel_gemm
+from convcore._kernels._microkernel cimport (CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, PIXEL_MIN_K, gather_gemm,
+                                             pixel_gemm, pixel_lanes_full, vector_malloc)
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the weights it reads
@@ -53,9 +54,6 @@ cdef enum:
     # each block redoes its tile's im2col block (3x3 over 256 channels on 14x14 planes: blocks of
     # 64 or 128 channels 1.56 ms, one item 1.78)
     IM2COL_MIN_ROWS = 128
-    # pixel_gemm (block pixels) stores each result by itself, about 16 / K of its FMAs: reductions
-    # of at least this
-    PIXEL_MIN_K = 256
     PIXEL_W_BYTES = 512 * 1024  # a block of NR channels' weights (K x NR) for pixel_gemm, at most
     PIXEL_MIN_ROWS = 64  # output channels per item at least, when they are split
     PIXEL_MIN_PIXELS = 1024  # output pixels per call (all images and groups) at least
@@ -122,7 +120,7 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
 cdef bint pixels_fit(Py_ssize_t cog, Py_ssize_t k, Py_ssize_t nr) noexcept nogil:
     """Whether pixel_gemm reads the block better than gather_gemm: the output channels fill its
     NR-wide blocks (at most a quarter idle), and the reduction pays for its result stores."""
-    return 4 * cog >= 3 * ceil_div(cog, nr) * nr and k >= PIXEL_MIN_K
+    return pixel_lanes_full(cog, nr) and k >= PIXEL_MIN_K
 
 
 cdef int choose_source(Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh,
@@ -213,7 +211,7 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
     cdef floating* scratch = <floating*>malloc(nt * scratch_len * sizeof(floating))
     cdef Py_ssize_t* koff = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
     if pix:
-        wpk = <floating*>malloc(groups * mp * k * sizeof(floating))
+        wpk = <floating*>vector_malloc(groups * mp * k * sizeof(floating))
         bpad = <floating*>malloc(groups * mp * sizeof(floating))
         poff = <Py_ssize_t*>malloc(2 * rt * ow_n * sizeof(Py_ssize_t))
         lo = <Py_ssize_t*>malloc(mp * sizeof(Py_ssize_t))

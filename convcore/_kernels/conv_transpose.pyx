@@ -38,6 +38,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from convcore._kernels._blas cimport gemm
+from convcore._kernels._microkernel cimport CCB_NR_D, CCB_NR_F, PIXEL_MIN_K, pixel_lanes_full
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport BLAS_SERIAL_MNK, MACS_PER_BYTE, MIN_TILE, WANT_ITEMS, ceil_div, span_hi, span_lo, team_size, tile_pixels
 from convcore._kernels._transpose_phases cimport max_phase_taps
@@ -254,8 +255,12 @@ def _path_for(x_shape, w_shape, out_hw, stride, dilation, Py_ssize_t groups, Py_
             return "col2im"
         # narrow rows: the sub-pixel im2col pays a set-up per short row, which only a deep GEMM
         # hides (4x4 s2 on 4x4 inputs over 256 channels: col2im 1.5x faster; on 8x8 over 512,
-        # sub-pixel 1.2x faster)
-        if wd < SUBPIXEL_MIN_WIDTH and ksub < NARROW_SUBPIXEL_MIN_K:
+        # sub-pixel 1.2x faster); its pixel_gemm reads them in place where the output channels
+        # fill its vectors and the phases' mean reduction is long enough (2x2 s2 over 512
+        # channels on 16x16: 1.14x faster than col2im)
+        if wd < SUBPIXEL_MIN_WIDTH and ksub < NARROW_SUBPIXEL_MIN_K and not (
+                pixel_lanes_full(cog, CCB_NR_F if itemsize == 4 else CCB_NR_D)
+                and cig * kh * kw >= PIXEL_MIN_K * sh * sw):
             return "col2im"
     # GEMM sizes of the sub-pixel kernel must fit BLAS ints: rows <= cog*sh*sw, depth <= cig*kh*kw
     if (cin * cog * kh * kw * itemsize > PACKED_WEIGHTS_MAX_BYTES or cog * sh * sw > INT_MAX

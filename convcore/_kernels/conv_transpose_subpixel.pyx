@@ -40,7 +40,8 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport CCB_MR, gather_gemm, nr_of, pack_rows, panel_gemm, panel_len, pixel_gemm
+from convcore._kernels._microkernel cimport (CCB_MR, PIXEL_MIN_K, gather_gemm, nr_of, pack_rows, panel_gemm, panel_len,
+                                             pixel_gemm, pixel_lanes_full, vector_malloc)
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -140,6 +141,7 @@ cdef struct Geometry:
     Py_ssize_t pitch, c_lo, brows, blk_len, k_max
     Py_ssize_t* koff         # per pair, k_max offsets of its taps (ci, ty, tx) in the block
     bint pixel_rows          # the block source read by pixel_gemm (pixels broadcast) ...
+    bint in_place            # ... in the input itself (only direct pairs)
     Py_ssize_t bh            # ... whose packed weights come in blocks of NR rows, else MR
 
 
@@ -165,7 +167,6 @@ cdef enum:
     SOURCE_BLOCK = 2
     SOURCE_PIXEL_ROWS = 3
     PIXEL_W_BYTES = 512 * 1024  # one block of NR rows of weights (K x NR) for pixel_gemm, at most
-    PIXEL_MIN_K = 256  # mean reduction of the class pairs for pixel_gemm at least
 
 SOURCES = ("auto", "im2col", "block", "pixel rows")
 
@@ -231,12 +232,15 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
                           const Py_ssize_t* woff, const Geometry* ge, Py_ssize_t g,
                           Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
     """pack_block's result where every class has one member phase and KH*KW <= PACK_MAX_KK: each
-    (input channel, block of MR output channels) reads its MR*KH*KW weights once, transposed into
-    a stack buffer, and every class pair copies its taps' MR-vectors from there. (pack_block's
-    pair-by-pair gathers re-read the same lines once per pair: 41% of a batch-1 vocoder layer.)"""
+    (input channel, block of bh output channels) reads its bh*KH*KW weights (one stretch of
+    memory) once, and every class pair takes its taps' bh-vectors from them: blocks of MR
+    through a stack buffer, transposed by vector shuffles; blocks of NR gathered straight into
+    place (through the buffer and a copy, a 4x4 stride-2 layer over 256 channels on 8x8 at
+    batch 1 took 1.8x as long). (pack_block's pair-by-pair gathers re-read the same lines once
+    per pair: 41% of a batch-1 vocoder layer.)"""
     cdef Py_ssize_t kk = ge.kh * ge.kw, bh = ge.bh, mp = padded(ge.cog, bh), rb, ci, pr, cy, cx, ty, tx, tt
     cdef Py_ssize_t kdim, ky, nr, r, kp
-    cdef floating tmp[PACK_MAX_KK * MAX_BH]  # kernel tap kp of row r at kp*bh + r
+    cdef floating tmp[PACK_MAX_KK * 16]  # kernel tap kp of row r at kp*MR + r (MR <= 16)
     cdef floating* dst
     cdef const floating* src
     for rb in range(ceil_div(ge.cog, bh)):
@@ -246,12 +250,6 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
             src = w + ((g * ge.cig + ci) * ge.cog + rb * bh) * kk
             if bh == CCB_MR:
                 pack_rows(src, kk, nr, kk, tmp)
-            else:
-                for kp in range(kk):
-                    for r in range(nr):
-                        tmp[kp * bh + r] = src[r * kk + kp]
-                    for r in range(nr, bh):
-                        tmp[kp * bh + r] = 0
             for pr in range(ge.npairs):
                 cy = pr // ax.ncls
                 cx = pr - cy * ax.ncls
@@ -261,8 +259,14 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
                 for ty in range(ay.taps[cy]):
                     ky = ay.k0[ay.first[cy]] + ty * ay.ks
                     for tx in range(ax.taps[cx]):
-                        memcpy(dst, tmp + (ky * ge.kw + ax.k0[ax.first[cx]] + tx * ax.ks) * bh,
-                               bh * sizeof(floating))
+                        kp = ky * ge.kw + ax.k0[ax.first[cx]] + tx * ax.ks
+                        if bh == CCB_MR:
+                            memcpy(dst, tmp + kp * bh, bh * sizeof(floating))
+                        else:
+                            for r in range(nr):
+                                dst[r] = src[r * kk + kp]
+                            for r in range(nr, bh):
+                                dst[r] = 0
                         dst = dst + bh
 
 
@@ -534,6 +538,11 @@ cdef void run_items(const floating* x, const floating* wp, const floating* bias,
             ns = segments(ay, cy, ge, v0, v1, sg)
             if ns == 0:
                 continue
+            if ge.in_place:
+                # segments are consecutive whole grid rows of one image, the input's rows
+                pixel_rows_item(x + ((sg[0] * ge.cin + g * ge.cig) * ge.h + sg[1]) * ge.wd, wp, bias, out, ay,
+                                ax, ge, woff, g, cy, co0, co1, sg, ns, qoff, qoff + q_cap, qoff + 2 * q_cap, lb)
+                continue
             if ge.pitch:
                 # segments are consecutive whole grid rows of one image
                 load_block(x, ay, cy, ge, g, sg[0], sg[1], ns, col)
@@ -607,9 +616,18 @@ cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssiz
     cdef Py_ssize_t cx, cy, c_hi = 0, ext = 0, rt, budget, pitch
     cdef Py_ssize_t nr = nr_of(<float>0) if itemsize == 4 else nr_of(<double>0)
     ge.pitch = 0
+    ge.in_place = False
+    if col_rows == 0 and not gather:
+        # only direct pairs (kernel == stride): pixel_gemm reads the input planes in place, a
+        # "block" of all their rows (brows = H). An item takes all of them: items split output
+        # channels instead, so that each block of weights is read once per image (2x2 stride 2
+        # over 512 channels on 16x16 at batch 1: 1.3x faster than 8 tiles of 2 rows)
+        ge.in_place = True
+        ge.pitch, ge.c_lo, ge.brows, ge.blk_len = ge.wd, 0, ge.h, 0
+        return ge.qym
     # im2col reads long reductions faster (see conv_blocked); rows narrower than a register
-    # block would leave most lanes of the micro-kernel idle; with only direct pairs (kernel ==
-    # stride) there is nothing to gather
+    # block would leave most lanes of the micro-kernel idle; with only direct pairs there is
+    # nothing to gather
     if col_rows == 0 or (checks and (ge.k_max > BLOCK_MAX_K or ge.qxm < nr)):
         return 0
     ge.c_lo = ge.wd
@@ -624,7 +642,10 @@ cdef Py_ssize_t block_rows(const Axis* ay, const Axis* ax, Geometry* ge, Py_ssiz
     # the block and the results of every x class in BLOCK_BYTES
     budget = BLOCK_BYTES // (pitch * itemsize) - ge.cig * ext
     rt = budget // (ge.cig + (ax.ncls * c_rows if gather else 0)) if budget > 0 else 0
-    rt = min(rt, ceil_div(ge.qym, ceil_div(WANT_ITEMS, planes)))
+    # gather_gemm: rows spread over WANT_ITEMS items; pixel_gemm: as many as fit, its items split
+    # output channels instead, so that each block of weights is read once per tile (3 times
+    # faster on a 4x4 stride-2 layer over 256 channels on 8x8 at batch 1)
+    rt = min(rt, ceil_div(ge.qym, ceil_div(WANT_ITEMS, planes)) if gather else ge.qym)
     if rt < 1:
         return 0
     ge.pitch = pitch
@@ -662,7 +683,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     cdef Axis ay, ax
     cdef Geometry ge
     cdef Py_ssize_t cy, cx, pr, kdim, m, rows_max, col_rows = 0, c_rows = 1, k_max = 0, wp_len
-    cdef Py_ssize_t nr = nr_of(<floating>0), q_cap = 0, lane_len = 0, k_sum = 0, k_pairs = 0
+    cdef Py_ssize_t nr = nr_of(<floating>0), q_cap = 0, lane_len = 0, k_sum = 0, k_pairs = 0, m_all = 0
     cdef Py_ssize_t nseg, seg_len, tile, tps, items, r, g, c0, nblk, rt, col_len, c_len, cob
     cdef bint grid_direct = False, direct, by_channel, pixels_fit = True
     cdef Py_ssize_t* woff = NULL
@@ -677,6 +698,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
     ge.koff = NULL
     ge.pitch = 0
     ge.pixel_rows = False
+    ge.in_place = False
     try:
         if axis_init(&ay, h, oh_n, kh, sh, ph, dh) < 0 or axis_init(&ax, wd, ow_n, kw, sw, pw, dw) < 0:
             raise MemoryError("cannot allocate the kernel's scratch memory")
@@ -698,13 +720,13 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             cx = pr - cy * ax.ncls
             kdim = ge.cig * ay.taps[cy] * ax.taps[cx]
             m = (ay.first[cy + 1] - ay.first[cy]) * (ax.first[cx + 1] - ax.first[cx]) * ge.cog
+            m_all = max(m_all, m)  # pixel_gemm's items also set the rows of phases without taps
             if kdim:
                 k_max = max(k_max, kdim)
                 direct = pair_direct(&ay, &ax, cy, cx, &ge)
                 grid_direct = grid_direct or direct
                 c_rows = max(c_rows, m)
-                # pixel_gemm computes whole blocks of NR rows: at most a quarter of them idle
-                pixels_fit = pixels_fit and 4 * m >= 3 * ceil_div(m, nr) * nr
+                pixels_fit = pixels_fit and pixel_lanes_full(m, nr)
                 k_sum += kdim
                 k_pairs += 1
                 if not direct:
@@ -714,8 +736,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         # vectors and a block of NR rows of weights fits its share of L2; else for gather_gemm
         # where its rows fill register blocks and its reductions are short; else im2col
         rt = 0
-        # (pixel_gemm stores each result by itself, which costs about 16 / K of its FMAs)
-        if source == SOURCE_PIXEL_ROWS or (source == SOURCE_AUTO and pixels_fit and k_sum >= PIXEL_MIN_K * k_pairs
+        if source == SOURCE_PIXEL_ROWS or (source == SOURCE_AUTO and pixels_fit and k_pairs and k_sum >= PIXEL_MIN_K * k_pairs
                                            and k_max * nr * <Py_ssize_t>sizeof(floating) <= PIXEL_W_BYTES):
             rt = block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls, sizeof(floating), False, False)
             ge.pixel_rows = rt > 0
@@ -742,8 +763,8 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
             c_len = c_rows * ceil_div(rt * ge.pitch, nr) * nr
             if ge.pixel_rows:  # its results go straight to the output
                 c_len = 0
-                lane_len = c_rows
-            ge.koff = <Py_ssize_t*>malloc(ge.npairs * k_max * sizeof(Py_ssize_t))
+                lane_len = m_all
+            ge.koff = <Py_ssize_t*>malloc(max(ge.npairs * k_max, 1) * sizeof(Py_ssize_t))
             if ge.koff == NULL:
                 raise MemoryError("cannot allocate the kernel's scratch memory")
             block_offsets(&ay, &ax, &ge)
@@ -765,7 +786,7 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
         items = items * ceil_div(ge.cog, cob)
         nt = team_size(num_threads, items, n * cin * h * wd * ge.cog * kh * kw)
         if wp_len:
-            wp = <floating*>malloc(wp_len * sizeof(floating))
+            wp = <floating*>vector_malloc(wp_len * sizeof(floating))
         scratch = <floating*>malloc(nt * (col_len + ax.ncls * c_len + panel_len(<floating>0) + lane_len)
                                     * sizeof(floating))
         # a tile touches at most tile // qxm + 2 grid rows; then per x class its pixel count and

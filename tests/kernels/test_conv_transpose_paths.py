@@ -122,6 +122,32 @@ def test_random_configs_per_path(seed, path, dtype):
     check(case, dtype, rng, num_threads=1 + seed % 2, path=path)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(40))
+def test_random_subpixel_sources_same_bits(seed, dtype):
+    """Every source of the sub-pixel kernel (im2col, the block read by gather_gemm or by
+    pixel_gemm, the input read in place) gives the same bits, on configurations that each
+    source alone would rarely meet: phases without taps, dilation, tiny channel counts."""
+    rng = np.random.default_rng([seed, 99])
+    case = None
+    while case is None:
+        case = random_case(rng, "subpixel kernel")
+    x, w, b = arrays(case, dtype, rng)
+    outs = {}
+    for source in ("auto", "im2col", "block", "pixel rows"):
+        out = np.full((x.shape[0], w.shape[1] * case["groups"], *case["out_hw"]), np.nan, x.dtype)
+        used = conv_transpose_subpixel.conv_transpose2d_subpixel(
+            x, w, b, out, *case["stride"], *case["pad"], *case["dilation"], case["groups"], 1 + seed % 2, source)
+        assert used in (source, "im2col")
+        outs[source] = out
+    for source in ("im2col", "block", "pixel rows"):
+        np.testing.assert_array_equal(outs[source], outs["auto"], err_msg=source)
+    expected = reference(case, x, w, b)
+    k = x.shape[1] // case["groups"] * w.shape[2] * w.shape[3]
+    np.testing.assert_allclose(outs["auto"], expected, rtol=0,
+                               atol=tolerance(dtype, k) * max(1.0, np.abs(expected).max(initial=0)))
+
+
 EDGE_CASES = {
     # name: (path, (x, w, out_hw, stride, pad, dilation, groups)); out_hw includes output_padding;
     # "subpixel kernel": the dispatcher takes col2im (rows under SUBPIXEL_MIN_WIDTH), the test

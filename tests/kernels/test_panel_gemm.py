@@ -123,6 +123,7 @@ SUBPIXEL_SOURCE_CASES = {
     "padding past the kernel, short columns": ((1, 5, 2, 50), (5, 7, 2, 3), (3, 2), (1, 5), (1, 1), "block"),
     "narrow rows, few channels": ((2, 6, 5, 2), (6, 10, 3, 3), (2, 2), (1, 1), (1, 1), "im2col"),
     "long reduction, few channels": ((1, 200, 3, 40), (200, 9, 2, 2), (2, 2), (0, 0), (1, 1), "im2col"),
+    "kernel == stride, many channels": ((2, 256, 5, 6), (256, 64, 2, 2), (2, 2), (0, 0), (1, 1), "pixel rows"),
     # output channels that fill vectors (48: a full block and a half-width one in float32),
     # reductions of at least 256
     "DCGAN-like 4x4 s2 p1": ((3, 64, 4, 5), (64, 48, 4, 4), (2, 2), (1, 1), (1, 1), "pixel rows"),
@@ -151,10 +152,11 @@ def test_subpixel_sources_match_bitwise(name, dtype):
         out = np.full((x_shape[0], w_shape[1], *out_hw), np.nan, dtype)
         runs[nt, source] = (conv_transpose2d_subpixel(x, w, b, out, *stride, *pad, *dilation, 1, nt, source), out)
     assert runs[1, "auto"][0] == runs[2, "auto"][0] == chosen
-    # kernel == stride without padding: every phase reads the input plane itself, no block
+    # kernel == stride without padding: every phase reads the input plane itself, as its column
+    # matrix (so no block for gather_gemm) or as pixel_gemm's block
     direct_only = w_shape[2:] == stride and pad == (0, 0)
     for source in ("im2col", "block", "pixel rows"):
-        assert runs[2, source][0] == ("im2col" if direct_only else source)
+        assert runs[2, source][0] == ("im2col" if direct_only and source == "block" else source)
         np.testing.assert_array_equal(runs[2, source][1], runs[1, "auto"][1], err_msg=source)
     np.testing.assert_array_equal(runs[1, "auto"][1], runs[2, "auto"][1])
     expected = conv_transpose2d_ref(x, w, b, out_hw, stride, pad, dilation, 1)
