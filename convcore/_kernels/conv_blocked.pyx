@@ -212,7 +212,7 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
     cdef Py_ssize_t* koff = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
     if pix:
         wpk = <floating*>vector_malloc(groups * mp * k * sizeof(floating))
-        bpad = <floating*>malloc(groups * mp * sizeof(floating))
+        bpad = <floating*>vector_malloc(groups * mp * sizeof(floating))
         poff = <Py_ssize_t*>malloc(2 * rt * ow_n * sizeof(Py_ssize_t))
         lo = <Py_ssize_t*>malloc(mp * sizeof(Py_ssize_t))
     if scratch == NULL or koff == NULL or (pix and (wpk == NULL or bpad == NULL or poff == NULL or lo == NULL)):
