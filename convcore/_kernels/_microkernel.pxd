@@ -283,9 +283,11 @@ cdef extern from *:
             for (ptrdiff_t q0 = 0; q0 < p; q0 += CCB_MR) {                                    \\
                 int mr = p - q0 < CCB_MR ? (int)(p - q0) : CCB_MR;                            \\
                 if (nr <= VL)                                                                 \\
-                    ccx_rowsh_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0, lb + j0, init, mr, nr); \\
+                    ccx_rowsh_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0,  \\
+                                    lb + j0, init, mr, nr);                                   \\
                 else                                                                          \\
-                    ccx_rows_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0, lb + j0, init, mr, nr); \\
+                    ccx_rows_##SUF(K, wp + j0 * K, src, koff, qoff + q0, oo + q0, out, lo + j0,   \\
+                                   lb + j0, init, mr, nr);                                    \\
             }                                                                                 \\
         }                                                                                     \\
     }
@@ -410,6 +412,9 @@ cdef enum:
     # pixel_gemm stores each result by itself, about 16 / K of its FMAs: the reductions it takes
     # are at least this long on average
     PIXEL_MIN_K = 256
+    # and a block of NR rows of its weights (K x NR) is at most this, to stay in L2 while every
+    # pixel block of a tile reads it
+    PIXEL_W_BYTES = 512 * 1024
 
 
 cdef inline bint pixel_lanes_full(Py_ssize_t m, Py_ssize_t nr) noexcept nogil:

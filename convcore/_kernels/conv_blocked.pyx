@@ -18,7 +18,9 @@ sources, both sized to stay in L2:
   the output channels fill NR-wide vectors and K >= 256 ("block pixels"), pixel_gemm reads
   it instead: MR pixels broadcast per register block, NR channels of weights packed per call
   in vectors, so no lanes are spent on the columns past OW and each result is stored in
-  place (a 3x3 conv over 64 channels on 56x56: 1.06x).
+  place (a 3x3 conv over 64 channels on 56x56: 1.06x); also for reductions past BLOCK_MAX_K
+  and few rows, its items splitting the output channels, where a call has enough pixels to
+  pay for the packing.
 * "im2col": a work item is (image, group, tile of consecutive output pixels; a block of
   output channels too when the tiles alone give too few items) and the source its (K, tile)
   im2col block; for large strides (it gathers only what is read) and for few, long rows (1-D
@@ -38,8 +40,8 @@ from libc.string cimport memcpy, memset
 from convcore._kernels._openmp cimport omp_get_thread_num, team_barrier
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
-from convcore._kernels._microkernel cimport (CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, PIXEL_MIN_K, gather_gemm,
-                                             pixel_gemm, pixel_lanes_full, vector_malloc)
+from convcore._kernels._microkernel cimport (CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, PIXEL_MIN_K,
+                                             PIXEL_W_BYTES, gather_gemm, pixel_gemm, pixel_lanes_full, vector_malloc)
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the weights it reads
@@ -54,7 +56,6 @@ cdef enum:
     # each block redoes its tile's im2col block (3x3 over 256 channels on 14x14 planes: blocks of
     # 64 or 128 channels 1.56 ms, one item 1.78)
     IM2COL_MIN_ROWS = 128
-    PIXEL_W_BYTES = 512 * 1024  # a block of NR channels' weights (K x NR) for pixel_gemm, at most
     PIXEL_MIN_ROWS = 64  # output channels per item at least, when they are split
     PIXEL_MIN_PIXELS = 1024  # output pixels per call (all images and groups) at least
     PIXEL_MIN_TILE = 64  # output pixels per item at least

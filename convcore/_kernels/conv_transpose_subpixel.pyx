@@ -40,8 +40,8 @@ from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from convcore._kernels._microkernel cimport (CCB_MR, PIXEL_MIN_K, gather_gemm, nr_of, pack_rows, panel_gemm, panel_len,
-                                             pixel_gemm, pixel_lanes_full, vector_malloc)
+from convcore._kernels._microkernel cimport (CCB_MR, PIXEL_MIN_K, PIXEL_W_BYTES, gather_gemm, nr_of, pack_rows,
+                                             panel_gemm, panel_len, pixel_gemm, pixel_lanes_full, vector_malloc)
 from convcore._kernels._openmp cimport omp_get_thread_num
 from convcore._kernels._tiling cimport MIN_ROWS, MIN_TILE, WANT_ITEMS, ceil_div, clamp, row_block, team_size
 from convcore._kernels._transpose_phases cimport Axis, axis_init, axis_free
@@ -166,7 +166,6 @@ cdef enum:
     SOURCE_IM2COL = 1
     SOURCE_BLOCK = 2
     SOURCE_PIXEL_ROWS = 3
-    PIXEL_W_BYTES = 512 * 1024  # one block of NR rows of weights (K x NR) for pixel_gemm, at most
 
 SOURCES = ("auto", "im2col", "block", "pixel rows")
 
@@ -733,11 +732,13 @@ cdef int subpixel_impl(const floating* x, const floating* w, const floating* bia
                     col_rows = max(col_rows, kdim)
         ge.k_max = k_max
         # the block source for pixel_gemm where every class pair's output channels fill its
-        # vectors and a block of NR rows of weights fits its share of L2; else for gather_gemm
-        # where its rows fill register blocks and its reductions are short; else im2col
+        # vectors, their mean reduction pays for its stores and a block of NR rows of weights
+        # fits its share of L2; else for gather_gemm where its rows fill register blocks and its
+        # reductions are short; else im2col
         rt = 0
-        if source == SOURCE_PIXEL_ROWS or (source == SOURCE_AUTO and pixels_fit and k_pairs and k_sum >= PIXEL_MIN_K * k_pairs
-                                           and k_max * nr * <Py_ssize_t>sizeof(floating) <= PIXEL_W_BYTES):
+        pixels_fit = (pixels_fit and k_pairs and k_sum >= PIXEL_MIN_K * k_pairs
+                      and k_max * nr * <Py_ssize_t>sizeof(floating) <= PIXEL_W_BYTES)
+        if source == SOURCE_PIXEL_ROWS or (source == SOURCE_AUTO and pixels_fit):
             rt = block_rows(&ay, &ax, &ge, col_rows, c_rows, groups * n * ay.ncls, sizeof(floating), False, False)
             ge.pixel_rows = rt > 0
             q_cap = rt * ge.qxm
