@@ -500,27 +500,28 @@ cdef inline void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
         ccp_gemm_d(m, n, k, wp, ldw, bias, b, ldb, c, ldc, panel)
 
 
-cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_ssize_t k,
-                           floating* dst) noexcept nogil:
-    """One block of nr <= MR rows of k columns (row r at a + r*lda) packed: dst[kk*MR + r] =
-    a[r*lda + kk], rows nr..MR-1 zero. A whole float block goes 16 columns at a time by vector
-    transposes; otherwise in chunks of 256 columns, so that the MR passes over a chunk's packed
-    copy stay in L1 (one pass over all of K: 2.5x slower at K = 4608)."""
+cdef inline void pack_rows(const floating* a, Py_ssize_t lda, Py_ssize_t nr, Py_ssize_t k, floating* dst,
+                           Py_ssize_t bh) noexcept nogil:
+    """One block of nr <= bh rows of k columns (row r at a + r*lda) packed: dst[kk*bh + r] =
+    a[r*lda + kk], rows nr..bh-1 zero; bh is MR (panel_gemm's blocks) or NR (pixel_gemm's). A
+    whole float block of MR goes 16 columns at a time by vector transposes; otherwise in chunks
+    of 2048 / bh columns, so that the bh passes over a chunk's packed copy stay in L1 (one pass
+    over all of K: 2.5x slower at K = 4608)."""
     cdef Py_ssize_t kk = 0, r, i, k1
     if floating is float:
-        if CCB_PACK16 and nr == CCB_MR:
+        if CCB_PACK16 and bh == CCB_MR and nr == CCB_MR:
             while kk + 16 <= k:
                 ccb_pack16_f(a + kk, lda, dst + kk * CCB_MR)
                 kk = kk + 16
     while kk < k:
-        k1 = min(kk + 256, k)
-        for r in range(CCB_MR):
+        k1 = min(kk + 2048 // bh, k)
+        for r in range(bh):
             if r < nr:
                 for i in range(kk, k1):
-                    dst[i * CCB_MR + r] = a[r * lda + i]
+                    dst[i * bh + r] = a[r * lda + i]
             else:
                 for i in range(kk, k1):
-                    dst[i * CCB_MR + r] = 0
+                    dst[i * bh + r] = 0
         kk = k1
 
 

@@ -41,7 +41,8 @@ from convcore._kernels._openmp cimport omp_get_thread_num, team_barrier
 from convcore._kernels._tiling cimport WANT_ITEMS, ceil_div, row_block, team_size, tile_pixels
 from convcore._kernels.conv_im2col cimport im2col, load_phases
 from convcore._kernels._microkernel cimport (CCB_MR, CCB_NR_D, CCB_NR_F, CCP_PANEL_D, CCP_PANEL_F, PIXEL_MIN_K,
-                                             PIXEL_W_BYTES, gather_gemm, pixel_gemm, pixel_lanes_full, vector_malloc)
+                                             PIXEL_W_BYTES, gather_gemm, pack_rows, pixel_gemm, pixel_lanes_full,
+                                             vector_malloc)
 
 # per-thread source (im2col block or phase-split input block): the micro-kernel streams it once
 # per MR output channels, so it should stay in L2 (Zen 4: 1 MB) next to the weights it reads
@@ -68,22 +69,6 @@ MR = CCB_MR
 NR = {"float32": CCB_NR_F, "float64": CCB_NR_D}
 # reduction chunk of the panel GEMM (convcore._kernels._microkernel): KC x NR column panels
 KC = {"float32": CCP_PANEL_F // CCB_NR_F, "float64": CCP_PANEL_D // CCB_NR_D}
-
-
-cdef void pack_block(const floating* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t k, Py_ssize_t nr,
-                     floating* dst) noexcept nogil:
-    """dst[kk*nr + j] = a[j*lda + kk] for j < rows (0 for rows <= j < nr), kk < k: rows of a
-    row-major matrix as pixel_gemm's (K, NR) block, in chunks of 64 columns that stay in L1."""
-    cdef Py_ssize_t k0, k1, j, kk
-    for k0 in range(0, k, 64):
-        k1 = min(k0 + 64, k)
-        for j in range(nr):
-            if j < rows:
-                for kk in range(k0, k1):
-                    dst[kk * nr + j] = a[j * lda + kk]
-            else:
-                for kk in range(k0, k1):
-                    dst[kk * nr + j] = 0
 
 
 cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
@@ -262,8 +247,8 @@ cdef int conv2d_blocked_impl(const floating* x, const floating* w, const floatin
             memset(src, 0, scratch_len * sizeof(floating))
         if pix:
             for cb in prange(groups * (mp // nr_n), schedule="static"):
-                pack_block(w + (cb // (mp // nr_n) * cog + cb % (mp // nr_n) * nr_n) * k, k,
-                           min(nr_n, cog - cb % (mp // nr_n) * nr_n), k, nr_n, wpk + cb * nr_n * k)
+                pack_rows(w + (cb // (mp // nr_n) * cog + cb % (mp // nr_n) * nr_n) * k, k,
+                          min(nr_n, cog - cb % (mp // nr_n) * nr_n), k, wpk + cb * nr_n * k, nr_n)
             team_barrier()  # every block packed before any item reads it
         for item in prange(items, schedule="dynamic"):
             part = item % parts

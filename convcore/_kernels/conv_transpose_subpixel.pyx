@@ -248,7 +248,7 @@ cdef void pack_by_channel(const floating* w, floating* wp, const Axis* ay, const
             # the block's bh output channels are bh consecutive rows of KH*KW weights
             src = w + ((g * ge.cig + ci) * ge.cog + rb * bh) * kk
             if bh == CCB_MR:
-                pack_rows(src, kk, nr, kk, tmp)
+                pack_rows(src, kk, nr, kk, tmp, CCB_MR)
             for pr in range(ge.npairs):
                 cy = pr // ax.ncls
                 cx = pr - cy * ax.ncls
@@ -447,7 +447,6 @@ cdef void pixel_rows_item(const floating* blk, const floating* wp, const floatin
     taps get the bias. qoff, oo: room for the tile's pixels; lo, lb: for its GEMM rows."""
     cdef Py_ssize_t fy = ay.first[cy], nmy = ay.first[cy + 1] - ay.first[cy], plane = ge.oh_n * ge.ow_n
     cdef Py_ssize_t cx, fx, nmx, nmem, kdim, np_, i, qx, qn, m, j, co, mem, base
-    cdef floating b
     cdef floating* row
     for cx in range(ax.ncls):
         fx = ax.first[cx]
