@@ -5,7 +5,7 @@ append its rows. Times are device times between CUDA events, median of ``repeat`
 after a warm-up (which also compiles the kernels). torch runs with TF32 off (convcore computes in
 full float32) and ``cudnn.benchmark`` on, so cuDNN uses its fastest exact algorithm.
 
-    python bench/gpu_rows.py        # prints the table
+    python bench/gpu_rows.py        # prints the table (float32 and float64)
 """
 import functools
 import statistics
@@ -92,14 +92,13 @@ def _torch_cuda():
 
 def main():
     print(f"GPU: {_gpu.describe()}")
-    table = rows()
-    if not table:
-        return
-    print(f"{'case':<22}{'op':<18}{'convcore ms':>12}{'torch ms':>10}{'ratio':>8}")
-    for r in table:
-        torch_ms = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.3f}"
-        ratio = "-" if r["torch_ms"] is None else f"{r['convcore_ms'] / r['torch_ms']:.2f}"
-        print(f"{r['name']:<22}{r['op']:<18}{r['convcore_ms']:>12.3f}{torch_ms:>10}{ratio:>8}")
+    print(f"{'case':<22}{'op':<18}{'dtype':<9}{'convcore ms':>12}{'torch ms':>10}{'ratio':>8}")
+    for dtype in (np.float32, np.float64):
+        for r in rows(dtype):
+            torch_ms = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.3f}"
+            ratio = "-" if r["torch_ms"] is None else f"{r['convcore_ms'] / r['torch_ms']:.2f}"
+            print(f"{r['name']:<22}{r['op']:<18}{r['dtype']:<9}{r['convcore_ms']:>12.3f}"
+                  f"{torch_ms:>10}{ratio:>8}")
 
 
 if __name__ == "__main__":

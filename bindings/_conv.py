@@ -394,7 +394,7 @@ def _run(xp, transposed, x, w, b, out, nd, stride, pad_begin, dilation, groups, 
     return scalars
 
 
-# Plans of validated numpy calls: a repeated call (same shapes, dtypes and arguments, as in
+# Plans of validated numpy (and cupy) calls: a repeated call (same shapes, dtypes and arguments, as in
 # inference) skips the checks and shape arithmetic above, which cost more than a tiny kernel.
 # A plan holds only what those checks derived; only exact ints, tuples of ints and strings
 # enter a key, so that no value torch rejects (True, 1.0) can alias an accepted one.
@@ -403,12 +403,15 @@ _PLANS_MAX = 256
 
 
 def _plan_key(fn, x, w, b, scalars):
-    """The plan key of a call on C-contiguous numpy operands, else None."""
-    if type(x) is not np.ndarray or type(w) is not np.ndarray or not (x.flags.c_contiguous and w.flags.c_contiguous):
+    """The plan key of a call on C-contiguous numpy (or cupy) operands of one array type, else None."""
+    array_type = type(x)
+    if array_type is not np.ndarray and not is_cupy(x):
+        return None
+    if type(w) is not array_type or not (x.flags.c_contiguous and w.flags.c_contiguous):
         return None
     if b is None:
         b_key = None
-    elif type(b) is np.ndarray:
+    elif type(b) is array_type:
         b_key = (b.shape, b.dtype)
     else:
         return None
@@ -421,7 +424,7 @@ def _plan_key(fn, x, w, b, scalars):
             for item in value:
                 if type(item) is not int:
                     return None
-    return (fn, x.shape, x.dtype, w.shape, w.dtype, b_key) + scalars
+    return (fn, array_type, x.shape, x.dtype, w.shape, w.dtype, b_key) + scalars
 
 
 def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
@@ -430,19 +433,28 @@ def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     kernel = shapes = None
+    xp = np if type(x) is np.ndarray else _array_module(x)
     if kernel_args is not None:
-        conv2d, conv_transpose2d, _ = _backend(np)
+        conv2d, conv_transpose2d, _ = _backend(xp)
         kernel = conv_transpose2d if transposed else conv2d
         if nd == 1 or unbatched:  # the kernels get batched 2-D views of these operands
             shapes = tuple(a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
-    _PLANS[key] = (kernel, out.shape, out.nbytes, unbatched, shapes, kernel_args)
+    _PLANS[key] = (kernel, out.shape, out.nbytes, unbatched, shapes, kernel_args, xp)
+
+
+def _array_module(a):
+    import cupy  # only reached with cupy arrays
+
+    return cupy
 
 
 _NO_BIAS = {dtype: np.empty(0, dtype) for dtype in (np.dtype(np.float32), np.dtype(np.float64))}
 
 
 def _run_plan(plan, x, w, b):
-    kernel, out_shape, nbytes, unbatched, shapes, kernel_args = plan
+    kernel, out_shape, nbytes, unbatched, shapes, kernel_args, xp = plan
+    if xp is not np:
+        return _run_gpu_plan(plan, x, w, b)
     out = np.empty(out_shape, x.dtype) if nbytes < _outputs.POOL_MIN_BYTES else _outputs.empty(out_shape, x.dtype, nbytes)
     if kernel is not None:
         b = _NO_BIAS[x.dtype] if b is None else np.ascontiguousarray(b)
@@ -451,4 +463,17 @@ def _run_plan(plan, x, w, b):
         else:
             kernel(x.reshape(shapes[0]), w.reshape(shapes[1]), b, out.reshape(shapes[2]), *kernel_args,
                    get_num_threads())
+    return out[0] if unbatched else out
+
+
+def _run_gpu_plan(plan, x, w, b):
+    """``_run_plan`` for cupy operands: cupy output, GPU kernels (no thread count)."""
+    kernel, out_shape, _, unbatched, shapes, kernel_args, xp = plan
+    out = xp.empty(out_shape, x.dtype)
+    if kernel is not None:
+        b = xp.empty(0, x.dtype) if b is None else xp.ascontiguousarray(b)
+        if shapes is None:
+            kernel(x, w, b, out, *kernel_args)
+        else:
+            kernel(x.reshape(shapes[0]), w.reshape(shapes[1]), b, out.reshape(shapes[2]), *kernel_args)
     return out[0] if unbatched else out

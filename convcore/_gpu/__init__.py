@@ -3,8 +3,9 @@
 ``conv2d`` and ``conv_transpose2d`` take the CPU kernels' arguments minus ``num_threads``, with cupy
 arrays, and run on the input's device and the current stream. The kernels (conv_kernels.cu/.cuh,
 shipped as package data) are compiled with NVRTC through ``cupy.RawModule`` on first use, once per
-(device, dtype); GEMMs go to cuBLAS through ``cupy.matmul``. Which kernels run is decided by the
-pure-Python plans of ``_plan.py``.
+(device, dtype); GEMMs go straight to cuBLAS's strided-batched GEMM. Which kernels run, and every
+launch and GEMM argument, is decided by the pure-Python plans of ``_plan.py``, cached per call
+signature: the host work of a repeated call is a few launches.
 
 cupy is optional and imported only inside the functions below, so ``import convcore`` never
 imports it.
@@ -31,6 +32,9 @@ SCRATCH_FRACTION = 16
 MIN_SCRATCH_BYTES = 256 << 20
 # Grid cap per SM for the grid-stride kernels: enough resident blocks to hide memory latency.
 BLOCKS_PER_SM = 32
+
+# Plans kept per call signature (shapes, arguments, device limits); a server's layers fit.
+PLAN_CACHE_SIZE = 512
 
 _lock = threading.Lock()
 _compiled = {}  # (device id, dtype char) -> {kernel name: cupy.RawKernel}
@@ -116,7 +120,52 @@ def device_limits():
     return limits
 
 
+# alpha = 1 and beta = 0 for cuBLAS (host pointer mode, cupy's default), per dtype char
+_ALPHA_BETA = {c: (np.ones(1, c), np.zeros(1, c)) for c in "fd"}
+_ALPHA_BETA_PTRS = {c: (one.ctypes.data, zero.ctypes.data) for c, (one, zero) in
+                    _ALPHA_BETA.items()}
+
+
+def _prepare(plan):
+    """``plan`` with its kernels' integer arguments converted to int64 scalars once."""
+    steps = tuple(step._replace(args=tuple(a if isinstance(a, _plan.Ref) else np.int64(a)
+                                           for a in step.args))
+                  if isinstance(step, _plan.Kernel) else step for step in plan.steps)
+    return plan._replace(steps=steps)
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _cached_plan(transposed, *args):
+    plan_fn = _plan.plan_conv_transpose2d if transposed else _plan.plan_conv2d
+    return _prepare(plan_fn(*args))
+
+
+@functools.lru_cache(maxsize=None)
+def _cublas():
+    """(cupy's cuBLAS bindings, its per-thread handle getter), imported once."""
+    from cupy.cuda import device
+
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # older cupy layouts
+        from cupy.cuda import cublas
+    return cublas, device.get_cublas_handle
+
+
+def _gemm(step, a, b, c):
+    cublas, handle = _cublas()
+    fn = cublas.sgemmStridedBatched if c.dtype.char == "f" else cublas.dgemmStridedBatched
+    one, zero = _ALPHA_BETA_PTRS[c.dtype.char]
+    item = c.itemsize
+    # the binding puts the handle on cupy's current stream
+    fn(handle(), int(step.trans_a), int(step.trans_b), step.m, step.n, step.k,
+       one, a.data.ptr + step.a.offset * item, step.lda, step.stride_a,
+       b.data.ptr + step.b.offset * item, step.ldb, step.stride_b,
+       zero, c.data.ptr + step.c.offset * item, step.ldc, step.stride_c, step.batch)
+
+
 def _execute(plan, x, w, bias, out):
+    """Run a ``_prepare``d plan on the current device and stream."""
     import cupy
 
     buffers = {"x": x, "w": w, "bias": bias, "out": out}
@@ -125,18 +174,17 @@ def _execute(plan, x, w, bias, out):
     kernels = _kernels(x.dtype)
 
     def launch(name, grid, block, args):
-        args = tuple(a if isinstance(a, cupy.ndarray) else np.int64(a) for a in args)
         kernels[name]((grid,), (block,), args)
 
-    _plan.execute(plan, buffers, cupy, launch)
+    _plan.execute(plan, buffers, launch, _gemm)
 
 
 def conv2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
     """conv2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
     with x.device:
         grid_cap, scratch = device_limits()
-        plan = _plan.plan_conv2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw), (dh, dw),
-                                 groups, bias.size > 0, grid_cap, scratch // x.itemsize)
+        plan = _cached_plan(False, x.shape, w.shape, out.shape, (sh, sw), (ph, pw), (dh, dw),
+                            groups, bias.size > 0, grid_cap, scratch // x.itemsize)
         _execute(plan, x, w, bias, out)
 
 
@@ -144,7 +192,6 @@ def conv_transpose2d(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
     """conv_transpose2d kernel contract on cupy arrays (``bias`` of length 0 means no bias)."""
     with x.device:
         grid_cap, scratch = device_limits()
-        plan = _plan.plan_conv_transpose2d(x.shape, w.shape, out.shape, (sh, sw), (ph, pw),
-                                           (dh, dw), groups, bias.size > 0, grid_cap,
-                                           scratch // x.itemsize)
+        plan = _cached_plan(True, x.shape, w.shape, out.shape, (sh, sw), (ph, pw), (dh, dw),
+                            groups, bias.size > 0, grid_cap, scratch // x.itemsize)
         _execute(plan, x, w, bias, out)

@@ -93,3 +93,12 @@ def test_the_cache_stays_bounded():
     for length in range(1, _conv._PLANS_MAX + 40):
         convcore.conv1d(np.ones((1, 1, length), np.float32), w)
         assert len(_conv._PLANS) <= _conv._PLANS_MAX
+
+
+def test_plan_keys_name_the_array_type():
+    """numpy and cupy calls of the same shapes must never share a plan (their kernels and
+    outputs differ): the key names the operands' array type."""
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    key = _conv._plan_key("conv2d", x, w, None, ((1, 1), (0, 0), (1, 1), 1))
+    assert key[:2] == ("conv2d", np.ndarray)
+    assert _conv._plan_key("conv2d", x, w.tolist(), None, (1, 0, 1, 1)) is None

@@ -37,7 +37,7 @@ def _run_path(cp, case, path, scratch_bytes=None):
     plan = plan_fn(case.x.shape, case.w.shape, case.out_shape, case.stride, case.pad,
                    case.dilation, case.groups, case.bias.size > 0, grid_cap,
                    max(1, scratch_bytes // x.itemsize), path=path)
-    _gpu._execute(plan, x, w, bias, out)
+    _gpu._execute(_gpu._prepare(plan), x, w, bias, out)
     return out
 
 
@@ -72,8 +72,13 @@ def test_public_api_matches_cpu_path(cp, dtype):
 
     def both(fn, x, w, b=None, **kw):
         cpu = fn(x, w, b, **kw)
-        gpu = fn(cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b), **kw)
+        args = (cp.asarray(x), cp.asarray(w), None if b is None else cp.asarray(b))
+        gpu = fn(*args, **kw)
         assert isinstance(gpu, cp.ndarray) and gpu.dtype == cpu.dtype and gpu.shape == cpu.shape
+        # a repeated call takes the API's cached plan: same shape and bits
+        again = fn(*args, **kw)
+        assert isinstance(again, cp.ndarray) and again.shape == gpu.shape
+        assert bool((_bits(again) == _bits(gpu)).all())
         k = w.shape[1] * int(np.prod(w.shape[2:]))
         eps = 1e-5 if dtype == np.float32 else 1e-12
         tol = eps * np.sqrt(k) * max(1.0, float(np.abs(cpu).max(initial=0.0)))
@@ -97,6 +102,17 @@ def test_public_api_matches_cpu_path(cp, dtype):
     both(convcore.conv_transpose1d, r(3, 2, 11), r(2, 5, 4), r(5), stride=3, output_padding=2)
     # an empty batch never reaches a kernel but must still come back as a cupy array
     both(convcore.conv2d, r(0, 3, 5, 5), r(4, 3, 3, 3), r(4))
+
+
+def test_cached_plans_keep_numpy_and_cupy_apart(cp):
+    """The API's plan cache is keyed by array type: after a cupy call, the same shapes in numpy
+    run on the CPU and return numpy, and a cupy input with a numpy weight is still refused."""
+    x, w = np.ones((1, 4, 5, 5), np.float32), np.ones((6, 4, 3, 3), np.float32)
+    for _ in range(2):
+        assert isinstance(convcore.conv2d(cp.asarray(x), cp.asarray(w)), cp.ndarray)
+        assert isinstance(convcore.conv2d(x, w), np.ndarray)
+        with pytest.raises(TypeError):
+            convcore.conv2d(cp.asarray(x), w)
 
 
 def test_errors_match_cpu_path(cp):

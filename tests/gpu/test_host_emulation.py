@@ -47,6 +47,29 @@ class HostDevice:
         assert not reports, f"{name}: undefined behaviour\n" + reports[0].read_text()
 
 
+def _batch_view(buf, offset, rows, cols, ld, stride, batch):
+    """The column-major matrices a strided-batched GEMM reads at ``buf[offset:]``, as a
+    (batch, rows, cols) view; asserts BLAS's argument rules and that every element is in ``buf``."""
+    assert 0 < rows <= ld <= _plan.INT_MAX and 0 < cols <= _plan.INT_MAX and batch > 0
+    assert offset >= 0 and stride >= 0
+    assert offset + (batch - 1) * stride + (cols - 1) * ld + rows <= buf.size, "GEMM out of bounds"
+    item = buf.itemsize
+    return np.lib.stride_tricks.as_strided(buf[offset:], (batch, rows, cols),
+                                           (stride * item, item, ld * item))
+
+
+def host_gemm(step, a, b, c):
+    """cuBLAS's ``<t>gemmStridedBatched`` on flat numpy buffers (the host stand-in for the GPU)."""
+    A = _batch_view(a, step.a.offset, *((step.k, step.m) if step.trans_a else (step.m, step.k)),
+                    step.lda, step.stride_a, step.batch)
+    B = _batch_view(b, step.b.offset, *((step.n, step.k) if step.trans_b else (step.k, step.n)),
+                    step.ldb, step.stride_b, step.batch)
+    C = _batch_view(c, step.c.offset, step.m, step.n, step.ldc, step.stride_c, step.batch)
+    # the outputs of a batch must not overlap
+    assert step.batch == 1 or step.stride_c >= step.ldc * step.n
+    C[...] = (A.swapaxes(1, 2) if step.trans_a else A) @ (B.swapaxes(1, 2) if step.trans_b else B)
+
+
 def _build(tmp_path_factory, ubsan_dir):
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
@@ -94,19 +117,20 @@ def _guarded(shape, dtype, values=None):
     return block, inner
 
 
-def run_plan(device, case, path=None, max_blocks=1 << 30, scratch_budget=1 << 30):
+def run_plan(device, case, path=None, max_blocks=1 << 30, scratch_budget=1 << 30,
+             index64=False):
     """Execute the plan of ``case`` on the host device; returns (out, plan)."""
     plan_fn = _plan.plan_conv_transpose2d if case.transposed else _plan.plan_conv2d
     plan = plan_fn(case.x.shape, case.w.shape, case.out_shape, case.stride, case.pad,
                    case.dilation, case.groups, case.bias.size > 0, max_blocks, scratch_budget,
-                   path=path)
+                   path=path, index64=index64)
     dtype = case.x.dtype
     blocks, buffers = {}, {}
     for name, shape, values in (("x", case.x.shape, case.x), ("w", case.w.shape, case.w),
                                 ("bias", case.bias.shape, case.bias),
                                 ("out", case.out_shape, None), ("col", (plan.scratch,), None)):
         blocks[name], buffers[name] = _guarded(shape, dtype, values)
-    _plan.execute(plan, buffers, np, device.launch)
+    _plan.execute(plan, buffers, device.launch, host_gemm)
     for name, block in blocks.items():
         assert np.isnan(block[:GUARD]).all() and np.isnan(block[-GUARD:]).all(), \
             f"{plan.path}: write outside '{name}'"
@@ -127,7 +151,7 @@ def test_every_path_matches_reference(devices, dtype, transposed):
         for path in case.paths():
             max_blocks = int(rng.choice([1, 2, 3, 1 << 30]))
             budget = int(rng.integers(1, 2000))
-            out, plan = run_plan(device, case, path, max_blocks, budget)
+            out, plan = run_plan(device, case, path, max_blocks, budget, bool(rng.random() < 0.5))
             assert plan.path == path
             assert_close(out, case)
             seen.add(path)
@@ -137,16 +161,21 @@ def test_every_path_matches_reference(devices, dtype, transposed):
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
-def test_kernels_are_bitwise_independent_of_the_grid(devices, transposed):
-    """Each output element is computed by one thread in a fixed order, whatever the grid."""
+def test_kernels_are_bitwise_independent_of_the_grid_and_index_width(devices, transposed):
+    """Each output element is computed by one thread in a fixed order, whatever the grid, and
+    the int and long long index arithmetic find the same elements."""
     rng = np.random.default_rng(7 + transposed)
     device = devices[np.dtype(np.float32)]
     for _ in range(40):
         case = random_case(rng, np.float32, transposed)
         for path in case.paths():
-            full, _ = run_plan(device, case, path, scratch_budget=1 << 30)
+            full, plan = run_plan(device, case, path, scratch_budget=1 << 30)
+            assert all(s.args[-1] == 1 for s in plan.steps if isinstance(s, _plan.Kernel))
             capped, _ = run_plan(device, case, path, max_blocks=1, scratch_budget=1 << 30)
+            wide, plan = run_plan(device, case, path, scratch_budget=1 << 30, index64=True)
+            assert all(s.args[-1] == 0 for s in plan.steps if isinstance(s, _plan.Kernel))
             np.testing.assert_array_equal(full.view(np.uint32), capped.view(np.uint32))
+            np.testing.assert_array_equal(full.view(np.uint32), wide.view(np.uint32))
 
 
 def test_subpixel_col2im_equals_general_col2im(devices):
@@ -204,6 +233,35 @@ def test_launch_arithmetic():
     bias = plan.steps[-1]
     assert bias.name == "add_bias" and bias.args[0] == n * c * hw * hw == 2**31
     assert bias.grid == 4224
+    # 2**31 output elements: every kernel does its index arithmetic in long long
+    assert all(s.args[-1] == 0 for s in plan.steps if isinstance(s, _plan.Kernel))
+    # one image fewer: ints suffice; a huge dilation makes a coordinate too big for an int again
+    shapes = ((n - 1, *shapes[0][1:]), shapes[1], (n - 1, *shapes[2][1:]), *shapes[3:])
+    assert _plan.plan_conv2d(*shapes, per_image).steps[-1].args[-1] == 1
+    far = (*shapes[:5], (1, 2**30), *shapes[6:])
+    assert _plan.plan_conv2d(*far, per_image).steps[-1].args[-1] == 0
+    # one GEMM call per image, batched over the single group; its strides step a whole image
+    gemms = [s for s in plan.steps if isinstance(s, _plan.Gemm)]
+    assert len(gemms) == n and gemms[0].batch == 1
+    assert gemms[-1].c == _plan.Ref("out", (n - 1) * c * hw * hw)
+
+
+def test_gemm_sizes_fit_cublas_ints():
+    """A plane of more than 2**31 pixels is beyond cuBLAS's int sizes: only the direct kernel."""
+    side = 46341  # side**2 > 2**31
+    big = ((1, 2, side, side), (2, 2, 1, 1), (1, 2, side, side), (1, 1), (0, 0), (1, 1), 1)
+    assert _plan.conv2d_paths(*big[:5], 1) == ["direct"]
+    assert _plan.conv_transpose2d_paths(*big) == ["direct"]
+    assert _plan.plan_conv2d(*big[:5], (1, 1), 1, False, 4224, 1 << 40).path == "direct"
+    with pytest.raises(ValueError, match="32-bit"):
+        _plan.plan_conv2d(*big[:5], (1, 1), 1, False, 4224, 1 << 40, path="gemm")
+    # within the limits, a batch over groups or over images, whichever takes fewer calls
+    small = ((3, 8, 5, 5), (8, 2, 1, 1), (3, 8, 5, 5), (1, 1), (0, 0), (1, 1), 4, False, 64, 1000)
+    gemms = _plan.plan_conv2d(*small).steps
+    assert [(g.batch, g.stride_b) for g in gemms] == [(4, 2 * 2)] * 3
+    small = ((5, 8, 5, 5), *small[1:])
+    gemms = _plan.plan_conv2d(*small).steps
+    assert [(g.batch, g.stride_b) for g in gemms] == [(5, 0)] * 4
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
