@@ -60,6 +60,11 @@ cdef enum:
     PIXEL_MIN_ROWS = 64  # output channels per item at least, when they are split
     PIXEL_MIN_PIXELS = 1024  # output pixels per call (all images and groups) at least
     PIXEL_MIN_TILE = 64  # output pixels per item at least
+    # kernel taps from which pixel_gemm beats gather_gemm at any reduction: 7x7 to 11x11 kernels
+    # over 1-4 channels (K 49-196), 1.03-1.16x in all 17 shapes tried (strides 1 and 2, 32-128
+    # output channels, batch 1-8, both dtypes); 3x3 and 5x5 kernels below PIXEL_MIN_K lost up to
+    # 1.3x or split both ways
+    PIXEL_MIN_TAPS = 49
     SOURCE_AUTO = 0
     SOURCE_IM2COL = 1
     SOURCE_BLOCK = 2
@@ -103,10 +108,11 @@ cdef Py_ssize_t block_rows(Py_ssize_t cig, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_
     return rt if rt < oh_n else oh_n
 
 
-cdef bint pixels_fit(Py_ssize_t cog, Py_ssize_t k, Py_ssize_t nr) noexcept nogil:
+cdef bint pixels_fit(Py_ssize_t cog, Py_ssize_t k, Py_ssize_t taps, Py_ssize_t nr) noexcept nogil:
     """Whether pixel_gemm reads the block better than gather_gemm: the output channels fill its
-    NR-wide blocks (at most a quarter idle), and the reduction pays for its result stores."""
-    return pixel_lanes_full(cog, nr) and k >= PIXEL_MIN_K
+    NR-wide blocks (at most a quarter idle), and the reduction pays for its result stores or
+    the kernel is large (measured: PIXEL_MIN_TAPS)."""
+    return pixel_lanes_full(cog, nr) and (k >= PIXEL_MIN_K or taps >= PIXEL_MIN_TAPS)
 
 
 cdef int choose_source(Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t oh_n, Py_ssize_t ow_n, Py_ssize_t kh,
@@ -121,7 +127,7 @@ cdef int choose_source(Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t oh_n, Py_ssize
     # pixel_gemm: output channels that fill its vectors, a block of NR channels' weights (K x NR)
     # that stays in L2 while its pixel blocks read it, and enough pixels to pay for packing the
     # weights (3x3 over 256 channels: 196 pixels 0.94x, 1568 pixels 1.03x)
-    if asked == SOURCE_PIXELS or (asked == SOURCE_AUTO and pixels_fit(cog, k, nr) and k * nr * itemsize <= PIXEL_W_BYTES
+    if asked == SOURCE_PIXELS or (asked == SOURCE_AUTO and pixels_fit(cog, k, kh * kw, nr) and k * nr * itemsize <= PIXEL_W_BYTES
                                   and planes * oh_n * ow_n >= PIXEL_MIN_PIXELS):
         rt[0] = block_rows(cig, oh_n, ow_n, kh, kw, sh, sw, dh, dw, planes, itemsize, True)
         # each item streams its blocks of weights once: enough pixels per item to reuse them

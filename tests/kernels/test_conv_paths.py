@@ -128,6 +128,9 @@ EDGE_CASES = {
     "block pixels": (((2, 32, 24, 23), (48, 32, 3, 3), (24, 23), (1, 1), (1, 1), (1, 1), 1), "blocked"),
     "block pixels, strided and grouped": (((2, 64, 33, 33), (96, 32, 3, 3), (16, 17), (2, 2), (0, 1), (1, 1), 2),
                                           "blocked"),
+    # a stem-like 7x7 kernel: pixel_gemm at K = 98, below PIXEL_MIN_K (PIXEL_MIN_TAPS)
+    "block pixels, 7x7 over 2 channels": (((2, 2, 64, 64), (32, 2, 7, 7), (32, 32), (2, 2), (3, 3), (1, 1), 1),
+                                          "blocked"),
     # one tile: output channels split into blocks of 128 (128 + 72 and 128 + 128 + 44), each redoing
     # its tile's im2col block
     "blocked, channel blocks": (((1, 80, 6, 6), (200, 80, 3, 3), (6, 6), (1, 1), (1, 1), (1, 1), 1), "blocked"),
@@ -289,6 +292,10 @@ def test_blocked_cases_reach_every_source():
     modes = {mode_of(EDGE_CASES[name][0], np.float32) for name in BLOCKED_CASES}
     assert modes == {"block", "block pixels", "im2col"}
     assert mode_of(EDGE_CASES["block pixels, strided and grouped"][0], np.float64) == "block pixels"
+    for dtype in DTYPES:
+        assert mode_of(EDGE_CASES["block pixels, 7x7 over 2 channels"][0], dtype) == "block pixels"
+    # the same kernel over 3x3 taps and K below PIXEL_MIN_K stays with gather_gemm
+    assert mode_of(((2, 10, 64, 64), (32, 10, 3, 3), (32, 32), (2, 2), (1, 1), (1, 1), 1), np.float32) == "block"
     assert mode_of(THREADED["blocked"], np.float64) == "block"
     assert mode_of(THREADED["blocked audio (im2col source)"], np.float32) == "im2col"
 
