@@ -23,3 +23,6 @@ python -m pytest -q -p no:cacheprovider "$@"
 
 # the kernels again, built with AddressSanitizer + UBSan in a temporary copy of the sources
 bash tests/sanitize.sh -q
+
+# and built portable (no -march=native, as for wheels): narrower vectors, other blocks and bounds
+bash tests/portable.sh

@@ -13,7 +13,6 @@
 #   CONVCORE_SANITIZE=...     sanitizers to use (default: address,undefined)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 tree=$(mktemp -d "${TMPDIR:-/tmp}/convcore-sanitize.XXXXXX")
 if [ "${CONVCORE_SANITIZE_KEEP:-0}" = 1 ]; then
@@ -22,16 +21,8 @@ else
     trap 'rm -rf "$tree"' EXIT
 fi
 
-# Sources only: the files git knows or would add (skipping deleted ones), never build products.
-git -C "$repo" ls-files -z --cached --others --exclude-standard \
-    | while IFS= read -r -d '' f; do if [ -f "$f" ]; then printf '%s\0' "$f"; fi; done \
-    | tar --null -T - -cf - | tar -xf - -C "$tree"
-
+bash tests/copy_sources.sh "$tree"
 cd "$tree"
-# The package layout that the editable install maps (pyproject's package-dir), as plain folders,
-# so that imports resolve inside this tree and never reach the working tree's build.
-ln -s ../bindings convcore/api
-ln -s ../r_compat convcore/r_compat
 
 echo "sanitize: building $(ls convcore/_kernels/*.pyx | wc -l) kernel modules in $tree"
 CONVCORE_SANITIZE="${CONVCORE_SANITIZE:-address,undefined}" \

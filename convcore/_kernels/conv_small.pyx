@@ -69,6 +69,9 @@ cdef extern from *:
                      Py_ssize_t cop, int skip_outside) noexcept nogil
 
 cdef Py_ssize_t _max_steps = 4096  # see small_enough
+# bytes per SIMD vector of this build (64 with AVX-512, 32 with AVX, 16 portable): a call's steps
+# are counted in vectors, so the same shape is small in a wider build only (tests scale by it)
+VECTOR_BYTES = CCB_VBYTES
 cdef enum:
     VISIT_STEPS = 8     # cost of a tap visit (bounds test, pointers, loop set-up) in steps
     SMALL_MIN_COG = 4   # fewer output channels per group: the direct loops

@@ -8,6 +8,17 @@ from reference import conv2d_ref, conv_transpose2d_ref
 from convcore._kernels import conv, conv_small, conv_transpose
 
 DTYPES = [np.float64, np.float32]
+# The small-call bound counts vector steps; this build's vectors may be narrower than AVX-512's
+# (64 bytes), which the edge cases below were sized for: their bound is scaled up by as much.
+WIDTH_SCALE = 64 // conv_small.VECTOR_BYTES
+
+
+@pytest.fixture
+def avx512_bound():
+    """The small-call bound an AVX-512 build applies to these shapes (4096 steps of 64 bytes)."""
+    old = conv_small.set_max_steps(4096 * WIDTH_SCALE)
+    yield
+    conv_small.set_max_steps(old)
 
 
 def out_size(i, k, s, p, d, transposed, extra):
@@ -125,7 +136,7 @@ EDGE_CASES = {
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", EDGE_CASES)
-def test_edge_cases(name, dtype):
+def test_edge_cases(name, dtype, avx512_bound):
     case = EDGE_CASES[name]
     assert path_of(case, dtype) == "small"
     check(case, dtype, np.random.default_rng(5))
@@ -134,19 +145,19 @@ def test_edge_cases(name, dtype):
 
 def test_bound_switches_paths():
     """small_enough: at the bound the call is small, past it (one more batch image) it is not."""
-    bound = conv_small.set_max_steps(4096)
+    bound = conv_small.set_max_steps(4096 * WIDTH_SCALE)
     try:
-        # conv2d, float32: one vector of 16 channels per pixel; 4 taps x 8 pixels x (24 channels
-        # + VISIT_STEPS) = 1024 steps per image
+        # conv2d, float32: one vector of 16 channels per pixel (WIDTH_SCALE narrower ones); 4 taps
+        # x 8 pixels x (24 channels + VISIT_STEPS) = 1024 steps per image and vector
         case = (False, (4, 24, 3, 5), (16, 24, 2, 2), (2, 4), (1, 1), (0, 0), (1, 1), 1)
         assert path_of(case, np.float32) == "small"
         assert path_of((False, (5,) + case[1][1:]) + case[2:], np.float32) != "small"
         # float64 has half the lanes: two vectors per pixel
         assert path_of((False, (2,) + case[1][1:]) + case[2:], np.float64) == "small"
         assert path_of((False, (3,) + case[1][1:]) + case[2:], np.float64) != "small"
-        # weights alone past the bound: 4097 weights
-        assert path_of((False, (1, 4097, 1, 1), (1, 4097, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1),
-                       np.float64) != "small"
+        # weights alone past the bound: 4097 weights (times WIDTH_SCALE)
+        c = 4096 * WIDTH_SCALE + 1
+        assert path_of((False, (1, c, 1, 1), (1, c, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), 1), np.float64) != "small"
         # fewer than SMALL_MIN_COG output channels per group: the direct loops
         assert path_of((False, (1, 3, 4, 4), (3, 1, 3, 3), (4, 4), (1, 1), (1, 1), (1, 1), 3), np.float32) == "direct"
         conv_small.set_max_steps(-1)
