@@ -284,7 +284,7 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, padding_
             kernel_args = _run(xp, False, x, w, b, out, nd, _pair(stride, 1), _pair([p for p, _ in pads], 0),
                                _pair(dilation, 1), groups, fn)
     if key is not None:
-        _store_plan(key, False, x, w, out, nd, unbatched, kernel_args)
+        _store_plan(key, False, x, w, out, nd, unbatched, kernel_args, xp)
     return out[0] if unbatched else out
 
 
@@ -351,7 +351,7 @@ def conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
     out = _empty(xp, (x.shape[0], n_out) + out_sizes, x.dtype, fn)
     kernel_args = _run(xp, True, x, w, b, out, nd, st2, pd2, dl2, groups, fn) if out.size else None
     if key is not None:
-        _store_plan(key, True, x, w, out, nd, unbatched, kernel_args)
+        _store_plan(key, True, x, w, out, nd, unbatched, kernel_args, xp)
     return out[0] if unbatched else out
 
 
@@ -427,25 +427,18 @@ def _plan_key(fn, x, w, b, scalars):
     return (fn, array_type, x.shape, x.dtype, w.shape, w.dtype, b_key) + scalars
 
 
-def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args):
+def _store_plan(key, transposed, x, w, out, nd, unbatched, kernel_args, xp):
     """Remember a validated call: output shape, the kernel's operand shapes where the caller's
     arrays need reshaping, and the kernel with its scalar arguments."""
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     kernel = shapes = None
-    xp = np if type(x) is np.ndarray else _array_module(x)
     if kernel_args is not None:
         conv2d, conv_transpose2d, _ = _backend(xp)
         kernel = conv_transpose2d if transposed else conv2d
         if nd == 1 or unbatched:  # the kernels get batched 2-D views of these operands
             shapes = tuple(a.shape[:2] + (1,) + a.shape[2:] if nd == 1 else a.shape for a in (x, w, out))
     _PLANS[key] = (kernel, out.shape, out.nbytes, unbatched, shapes, kernel_args, xp)
-
-
-def _array_module(a):
-    import cupy  # only reached with cupy arrays
-
-    return cupy
 
 
 _NO_BIAS = {dtype: np.empty(0, dtype) for dtype in (np.dtype(np.float32), np.dtype(np.float64))}

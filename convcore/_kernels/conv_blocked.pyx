@@ -15,7 +15,8 @@ sources, both sized to stay in L2:
   scratch accumulator and dropped when its rows are copied out (stored straight into
   ``out`` when there are none). It copies about sh*sw input values per output, so it is
   used when sh*sw <= KH*KW and there are enough output rows to spread over threads. Where
-  the output channels fill NR-wide vectors and K >= 256 ("block pixels"), pixel_gemm reads
+  the output channels fill NR-wide vectors and K >= 256 or the kernel has >= 49 taps
+  ("block pixels"), pixel_gemm reads
   it instead: MR pixels broadcast per register block, NR channels of weights packed per call
   in vectors, so no lanes are spent on the columns past OW and each result is stored in
   place (a 3x3 conv over 64 channels on 56x56: 1.06x); also for reductions past BLOCK_MAX_K
